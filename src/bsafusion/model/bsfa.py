@@ -1,0 +1,126 @@
+"""BSFA: bidirectional stepwise feature alignment (architecture.md §3.4).
+
+Five levels, coarse to fine (0-based here: level 0 is the paper's k = 1 at H/16). Each level
+predicts a flow of at most 1 px (tanh) for each side; both sides move toward the middle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bsafusion.layers.cross_attn import SpatialCrossAttention
+from bsafusion.ops.grid import upsample2
+
+__all__ = ["BSFA", "LevelUp", "RegistrationLayer"]
+
+WarpFn = Callable[[Tensor, Tensor], Tensor]
+_SLOPE = 0.01
+
+
+class RegistrationLayer(nn.Module):
+    """FRL (side A) / RRL (side B) of one level.
+
+    Args:
+        dim: c_k, the width of each side's features at this level.
+        next_dim: c_{k+1}, the width of the state passed to the next level.
+    """
+
+    def __init__(self, dim: int, next_dim: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(2 * dim, dim, 1)
+        self.cross_attn = SpatialCrossAttention(dim)
+        self.refine = nn.Conv2d(dim, dim, 3, padding=1)
+        self.flow_head = nn.Conv2d(dim, 2, 3, padding=1)
+        self.state_proj = nn.Conv2d(dim, next_dim, 1)
+
+    def forward(self, fcat: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Predict this side's level flow and the next state.
+
+        Args:
+            fcat: (B, 2c, h, w) concat(F_A, F_B) at this level.
+            state: (B, c, h, w) D from the previous level (F itself at level 0).
+        Returns:
+            flow: (B, 2, h, w) in pixels of this level, |flow| < 1; channel 0 = x, 1 = y.
+            state: (B, c_next, 2h, 2w).
+        """
+        g = F.leaky_relu(self.squeeze(fcat), _SLOPE)
+        h = self.cross_attn(state, g) + self.cross_attn(g, state)
+        h = h + F.relu(self.refine(h))
+        flow = torch.tanh(self.flow_head(h))
+        state = F.leaky_relu(self.state_proj(upsample2(h, align_corners=True)), _SLOPE)
+        return flow, state
+
+
+class LevelUp(nn.Module):
+    """``U_k``: Up2(ac) -> Conv1x1 -> Conv3x3 -> InstanceNorm -> LeakyReLU (shared by A and B)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 1)
+        self.conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x: (B, c_k, h, w). Returns: (B, c_{k+1}, 2h, 2w)."""
+        x = self.conv(self.proj(upsample2(x, align_corners=True)))
+        return F.leaky_relu(F.instance_norm(x, eps=1e-5), _SLOPE)
+
+
+class BSFA(nn.Module):
+    """The five registration levels with their shared level-up blocks.
+
+    Args:
+        widths: c_1..c_5 followed by the width of the (unused) last state, e.g.
+            (256, 64, 32, 16, 8, 1).
+        warp_fn: the feature warp (exact by default; the release's in compat mode, §8.3).
+        flow_init_std: std of the flow heads' initial weights (biases zero).
+    """
+
+    def __init__(self, *, widths: tuple[int, ...], warp_fn: WarpFn,
+                 flow_init_std: float = 1e-5) -> None:
+        super().__init__()
+        pairs = list(zip(widths[:-1], widths[1:]))
+        self.forward_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
+        self.reverse_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
+        self.level_ups = nn.ModuleList(LevelUp(c, n) for c, n in pairs[:-1])
+        self.warp_fn = warp_fn
+        self.flow_init_std = flow_init_std
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Start at the identity: flow heads ~ N(0, flow_init_std), biases 0 (spec §6).
+
+        A randomly initialised head predicts ~16 px end-point error; near-zero heads let
+        training start from the zero field instead of first undoing random flows.
+        """
+        for layer in (*self.forward_layers, *self.reverse_layers):
+            nn.init.normal_(layer.flow_head.weight, std=self.flow_init_std)
+            nn.init.zeros_(layer.flow_head.bias)
+
+    def forward(self, feat_a: Tensor, feat_b: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Align the two token maps step by step.
+
+        Args:
+            feat_a: (B, D, h, w) transferred tokens of A as a map (h, w = H/16, W/16).
+            feat_b: (B, D, h, w) the same for B.
+        Returns:
+            flows_a, flows_b: 5 level flows each, 0-based coarse to fine, level i of shape
+            (B, 2, 2^i h, 2^i w) in pixels of that level; channel 0 = x, 1 = y.
+        """
+        state_a, state_b = feat_a, feat_b
+        flows_a: list[Tensor] = []
+        flows_b: list[Tensor] = []
+        num_levels = len(self.forward_layers)
+        for i in range(num_levels):
+            fcat = torch.cat((feat_a, feat_b), dim=1)
+            flow_a, state_a = self.forward_layers[i](fcat, state_a)
+            flow_b, state_b = self.reverse_layers[i](fcat, state_b)
+            flows_a.append(flow_a)
+            flows_b.append(flow_b)
+            if i + 1 < num_levels:  # the warped features only feed the next level
+                feat_a = self.level_ups[i](self.warp_fn(feat_a, flow_a))
+                feat_b = self.level_ups[i](self.warp_fn(feat_b, flow_b))
+        return flows_a, flows_b

@@ -1,0 +1,141 @@
+"""Our weights format: safetensors + the ModelConfig as JSON metadata, sha256-checked.
+
+Names resolve in this order: an existing path, the package's bundled weights
+(``assets/manifest.json``), then ``$BSAFUSION_HOME``. A bundled or ``$BSAFUSION_HOME`` file is
+checked against the manifest's sha256; an explicit path against its ``<file>.sha256``
+sidecar (written by :func:`save_weights`) or the ``sha256`` argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from bsafusion.config import ModelConfig
+from bsafusion.errors import BsafusionError, WeightsError
+from bsafusion.io.atomic import atomic_write
+
+__all__ = [
+    "PAIR_ALIASES",
+    "available_weights",
+    "load_weights",
+    "resolve_weights",
+    "save_weights",
+    "sha256_file",
+]
+
+FORMAT = "bsafusion/1"
+# Accepted spellings of the three modality pairs -> the manifest's canonical name.
+PAIR_ALIASES = {
+    "ct": "ct", "ct-mri": "ct", "pet": "pet", "pet-mri": "pet", "spect": "spect",
+    "spect-mri": "spect",
+}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest() -> dict:
+    text = resources.files("bsafusion.assets").joinpath("manifest.json").read_text("utf-8")
+    return json.loads(text).get("weights", {})
+
+
+def available_weights() -> dict[str, dict]:
+    """The bundled weights: canonical name -> manifest entry (file, sha256, ...)."""
+    return dict(_manifest())
+
+
+def resolve_weights(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Find a weights file.
+
+    Returns:
+        (path, expected sha256 or None when only a sidecar can vouch for it).
+    Raises:
+        WeightsError: nothing of that name or path exists.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        sidecar = path.with_name(path.name + ".sha256")
+        expected = sidecar.read_text().split()[0] if sidecar.is_file() else None
+        return path, expected
+    name = PAIR_ALIASES.get(str(name_or_path).lower())
+    entry = _manifest().get(name) if name else None
+    if entry is None:
+        known = ", ".join(sorted(_manifest())) or "none bundled yet"
+        raise WeightsError(name_or_path, f"no such file or bundled weights (bundled: {known})")
+    bundled = Path(str(resources.files("bsafusion.assets").joinpath(entry["file"])))
+    home = os.environ.get("BSAFUSION_HOME")
+    candidates = [bundled] + ([Path(home) / entry["file"]] if home else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, entry["sha256"]
+    raise WeightsError(bundled, f"bundled weights {name!r} are missing from the installation")
+
+
+def save_weights(state_dict: dict[str, Tensor], config: ModelConfig, path: str | os.PathLike,
+                 *, dtype: torch.dtype = torch.float32, metadata: dict[str, str] | None = None
+                 ) -> str:
+    """Write weights + config as safetensors (atomically) and a ``.sha256`` sidecar.
+
+    Args:
+        state_dict: tensors to store (floating ones cast to ``dtype``).
+        config: stored as JSON in the file's metadata, so the file describes itself.
+        path: output ``.safetensors`` path.
+        dtype: storage dtype of floating tensors (``torch.float16`` halves the size).
+        metadata: extra string metadata (e.g. provenance).
+    Returns:
+        The file's sha256.
+    """
+    tensors = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in state_dict.items()
+    }
+    meta = {**(metadata or {}), "format": FORMAT, "config": config.to_json()}
+    path = atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    digest = sha256_file(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    atomic_write(sidecar, lambda tmp: tmp.write_text(f"{digest}  {path.name}\n"))
+    return digest
+
+
+def load_weights(name_or_path: str | os.PathLike, *, sha256: str | None = None
+                 ) -> tuple[dict[str, Tensor], ModelConfig]:
+    """Load weights written by :func:`save_weights` (or bundled), checking their sha256.
+
+    Returns:
+        (float32 state dict, the stored ModelConfig).
+    Raises:
+        WeightsError: missing file, hash mismatch, corrupt or foreign file, bad config.
+    """
+    path, expected = resolve_weights(name_or_path)
+    expected = sha256 or expected
+    if expected is not None and sha256_file(path) != expected.lower():
+        raise WeightsError(path, "sha256 mismatch: the file is corrupt or not the expected one")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(path, f"not a readable safetensors file ({exc})") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise WeightsError(path, "not a bsafusion weights file (no bsafusion metadata)")
+    try:
+        config = ModelConfig.from_json(meta["config"])
+    except BsafusionError as exc:
+        raise WeightsError(path, f"bad stored config: {exc}") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return state, config
