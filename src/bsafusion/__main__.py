@@ -1,0 +1,5 @@
+import sys
+
+from bsafusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""``bsafusion convert``: a release ``.pt`` checkpoint -> our safetensors format."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert an authors' release checkpoint (.pt) to safetensors",
+        description="Convert a checkpoint of the authors' BSAFusion release (.pt/.pkl, loaded "
+        "with weights_only=True) to bsafusion's safetensors format. The release's quirks "
+        "(architecture.md §8) are recorded in the file, so it reproduces the release.",
+    )
+    p.add_argument("checkpoint", help="release checkpoint (.pt / .pkl)")
+    p.add_argument("output", help="output .safetensors file (a .sha256 sidecar is written too)")
+    p.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from bsafusion.errors import InputError
+    from bsafusion.model import BSAFusion
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise InputError(out, "exists (pass --overwrite to replace it)")
+    model = BSAFusion.from_release_checkpoint(args.checkpoint)
+    dtype = torch.float16 if args.fp16 else torch.float32
+    digest = model.save_pretrained(out, dtype=dtype, metadata={"source": Path(args.checkpoint).name})
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.checkpoint} -> {out} ({n:,} parameters, sha256 {digest[:12]}...)")
+    return 0
