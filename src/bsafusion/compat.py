@@ -50,9 +50,11 @@ RELEASE_SECTIONS = {
     "fusion_net_state_dict": "fusion.",
 }
 
-# Present in the release, used by no computation (§8.4, §9 "Counts").
+# Present in the release, used by no computation (§8.4, §9 "Counts"); the last level's state
+# projection (D^5, "computed but unused", §9) is not built in our network at all.
 UNUSED_RELEASE_KEYS = re.compile(
-    r"(\.norm_layer1\.|^classifier\.norm\.|^modal_dis\.norm\.|^modal_dis\.embedding\.)"
+    r"(\.norm_layer1\.|^classifier\.norm\.|^modal_dis\.norm\.|^modal_dis\.embedding\."
+    r"|^reg\.f[12]_FR5\.up1\.)"
 )
 
 

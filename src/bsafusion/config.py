@@ -16,7 +16,9 @@ from typing import Any
 
 from bsafusion.errors import ConfigError
 
-__all__ = ["ColorConvention", "FeatureWarp", "ModelConfig", "TokenOrder"]
+__all__ = [
+    "ColorConvention", "DeformConfig", "FeatureWarp", "ModelConfig", "TokenOrder", "TrainConfig",
+]
 
 
 class TokenOrder(str, Enum):
@@ -57,7 +59,7 @@ class ModelConfig:
         num_classes: modality classes (MRI is class 1).
         pos_size: side of the learned positional map (resized to H x W per call).
         classifier_attn_drop: attention dropout of the classifier while training.
-        reg_channels: BSFA widths c_1..c_5 followed by the width of the unused last state.
+        reg_channels: BSFA widths c_1..c_5 (coarse to fine).
         fusion_channels: widths of the four MMFF Restormer levels.
         flow_init_std: std of the flow heads' initial weights (near-identity start, §6).
         token_order: §8.2 quirk switch.
@@ -74,7 +76,7 @@ class ModelConfig:
     num_classes: int = 2
     pos_size: int = 256
     classifier_attn_drop: float = 0.1
-    reg_channels: tuple[int, ...] = (256, 64, 32, 16, 8, 1)
+    reg_channels: tuple[int, ...] = (256, 64, 32, 16, 8)
     fusion_channels: tuple[int, ...] = (64, 32, 16, 12)
     flow_init_std: float = 1e-5
     token_order: TokenOrder = TokenOrder.CLEAN
@@ -91,8 +93,8 @@ class ModelConfig:
                 raise ConfigError(name, f"{value!r} is not one of {choices}") from None
         for name in ("reg_channels", "fusion_channels"):
             object.__setattr__(self, name, tuple(int(c) for c in getattr(self, name)))
-        if len(self.reg_channels) != 6:
-            raise ConfigError("reg_channels", "needs 6 widths (5 levels + final state)")
+        if len(self.reg_channels) != 5:
+            raise ConfigError("reg_channels", "needs 5 widths (one per BSFA level)")
         if len(self.fusion_channels) != 4:
             raise ConfigError("fusion_channels", "needs 4 widths (4 decoder levels)")
         if self.reg_channels[0] != self.embed_dim:
@@ -139,3 +141,148 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError("config", "must be a JSON object")
         return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class DeformConfig:
+    """Random synthetic deformation of the moving image (architecture.md §6).
+
+    The field is an affine part (translation, optional rotation about the centre) plus an
+    elastic part (uniform noise in [-1, 1] per pixel and direction, Gaussian-blurred, scaled so
+    that its largest displacement is the drawn amplitude). The defaults are the published test
+    level (mean foreground displacement ~3.7 px on 256x256 CT); :meth:`training` draws the
+    elastic amplitude over a range that covers it.
+
+    Attributes:
+        elastic_px: (low, high) range, in pixels, of the elastic part's maximum displacement;
+            each sample draws its amplitude uniformly in it.
+        translation: maximum |translation| per axis as a fraction of the image size.
+        rotation_deg: maximum |rotation| in degrees (0 = none).
+        kernel_size: taps of the Gaussian that smooths the noise (odd).
+        sigma: its standard deviation in pixels.
+        inverse_tol: accuracy (px) of the numerical inversion of the field.
+        inverse_max_iter: fixed-point iteration cap of the inversion.
+    """
+
+    elastic_px: tuple[float, float] = (10.0, 10.0)
+    translation: float = 0.01
+    rotation_deg: float = 0.0
+    kernel_size: int = 101
+    sigma: float = 16.0
+    inverse_tol: float = 0.01
+    inverse_max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.elastic_px)
+        object.__setattr__(self, "elastic_px", (lo, hi))
+        if not 0.0 <= lo <= hi:
+            raise ConfigError("elastic_px", f"needs 0 <= low <= high, got {self.elastic_px}")
+        if not 0.0 <= self.translation < 0.5:
+            raise ConfigError("translation", f"needs 0 <= translation < 0.5, got {self.translation}")
+        if self.rotation_deg < 0:
+            raise ConfigError("rotation_deg", "must be >= 0")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError("kernel_size", f"must be odd and positive, got {self.kernel_size}")
+        if self.sigma <= 0 or self.inverse_tol <= 0 or self.inverse_max_iter < 1:
+            raise ConfigError("sigma", "sigma, inverse_tol and inverse_max_iter must be positive")
+
+    @classmethod
+    def training(cls) -> DeformConfig:
+        """The training default: elastic amplitude drawn in [2, 16] px (covers the test level)."""
+        return cls(elastic_px=(2.0, 16.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeformConfig:
+        return cls(**_known_fields(cls, data))
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown {cls.__name__} field")
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training run (architecture.md §5); defaults are the published recipe.
+
+    Attributes:
+        pair: moving modality, ``"ct"``, ``"pet"`` or ``"spect"`` (one model per pair).
+        data_dir: the pair folder (``MRI/``, ``<MODALITY>/``, ``split.csv``) or its parent.
+        out_dir: run folder (checkpoints, ``log.csv``, ``loss.png``).
+        num_epochs: epochs of the cosine schedule (3000 in the paper).
+        batch_size: global batch (split evenly across DDP processes).
+        lr: Adam learning rate; cosine-annealed per epoch to ``lr * lr_min_ratio``.
+        val_every: validate every K epochs (and after the last one).
+        checkpoint_every: write ``last.pt`` every K epochs (0: with each validation).
+        stop_after: stop after this many epochs in this invocation (resume later).
+        seed: seeds the model init, augmentation and deformations.
+        val_seed: seed of the fixed validation deformation.
+        augment: random paired flips / 90-degree rotations.
+        image_size: resize the data to this square size (None: keep; quick experiments).
+        max_train_pairs: use only the first N training pairs (None: all).
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        train_deform / val_deform: deformation of the training samples / validation set.
+        model: the network's hyper-parameters.
+    """
+
+    pair: str = "ct"
+    data_dir: str = ""
+    out_dir: str = "run"
+    num_epochs: int = 3000
+    batch_size: int = 32
+    lr: float = 5e-5
+    lr_min_ratio: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    val_every: int = 50
+    checkpoint_every: int = 0
+    stop_after: int | None = None
+    seed: int = 0
+    val_seed: int = 1234
+    augment: bool = True
+    image_size: int | None = None
+    max_train_pairs: int | None = None
+    amp: bool = True
+    train_deform: DeformConfig = dataclasses.field(default_factory=DeformConfig.training)
+    val_deform: DeformConfig = dataclasses.field(default_factory=DeformConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pair", str(self.pair).lower().removesuffix("-mri"))
+        if self.pair not in ("ct", "pet", "spect"):
+            raise ConfigError("pair", f"{self.pair!r} is not one of ct, pet, spect")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for name in ("num_epochs", "batch_size", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(name, "must be >= 1")
+        if self.lr <= 0 or not 0 < self.lr_min_ratio <= 1:
+            raise ConfigError("lr", "lr must be > 0 and lr_min_ratio in (0, 1]")
+        if self.image_size is not None and (self.image_size < 16 or self.image_size % 16):
+            raise ConfigError("image_size", "must be a positive multiple of 16")
+        for name, cls in (("train_deform", DeformConfig), ("val_deform", DeformConfig),
+                          ("model", ModelConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls.from_dict(value))
+
+    @property
+    def modality(self) -> str:
+        """Folder name of the moving modality: ``CT``, ``PET`` or ``SPECT``."""
+        return self.pair.upper()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["betas"] = list(self.betas)
+        for name in ("train_deform", "val_deform", "model"):
+            out[name] = out[name].to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**_known_fields(cls, data))

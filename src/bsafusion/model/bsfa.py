@@ -26,18 +26,19 @@ class RegistrationLayer(nn.Module):
 
     Args:
         dim: c_k, the width of each side's features at this level.
-        next_dim: c_{k+1}, the width of the state passed to the next level.
+        next_dim: c_{k+1}, the width of the state passed to the next level; ``None`` for the
+            last level, whose state would be unused.
     """
 
-    def __init__(self, dim: int, next_dim: int) -> None:
+    def __init__(self, dim: int, next_dim: int | None) -> None:
         super().__init__()
         self.squeeze = nn.Conv2d(2 * dim, dim, 1)
         self.cross_attn = SpatialCrossAttention(dim)
         self.refine = nn.Conv2d(dim, dim, 3, padding=1)
         self.flow_head = nn.Conv2d(dim, 2, 3, padding=1)
-        self.state_proj = nn.Conv2d(dim, next_dim, 1)
+        self.state_proj = nn.Conv2d(dim, next_dim, 1) if next_dim is not None else None
 
-    def forward(self, fcat: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, fcat: Tensor, state: Tensor) -> tuple[Tensor, Tensor | None]:
         """Predict this side's level flow and the next state.
 
         Args:
@@ -45,12 +46,14 @@ class RegistrationLayer(nn.Module):
             state: (B, c, h, w) D from the previous level (F itself at level 0).
         Returns:
             flow: (B, 2, h, w) in pixels of this level, |flow| < 1; channel 0 = x, 1 = y.
-            state: (B, c_next, 2h, 2w).
+            state: (B, c_next, 2h, 2w), or None at the last level.
         """
         g = F.leaky_relu(self.squeeze(fcat), _SLOPE)
         h = self.cross_attn(state, g) + self.cross_attn(g, state)
         h = h + F.relu(self.refine(h))
         flow = torch.tanh(self.flow_head(h))
+        if self.state_proj is None:
+            return flow, None
         state = F.leaky_relu(self.state_proj(upsample2(h, align_corners=True)), _SLOPE)
         return flow, state
 
@@ -73,8 +76,7 @@ class BSFA(nn.Module):
     """The five registration levels with their shared level-up blocks.
 
     Args:
-        widths: c_1..c_5 followed by the width of the (unused) last state, e.g.
-            (256, 64, 32, 16, 8, 1).
+        widths: c_1..c_5 (coarse to fine), e.g. (256, 64, 32, 16, 8).
         warp_fn: the feature warp (exact by default; the release's in compat mode, §8.3).
         flow_init_std: std of the flow heads' initial weights (biases zero).
     """
@@ -82,7 +84,7 @@ class BSFA(nn.Module):
     def __init__(self, *, widths: tuple[int, ...], warp_fn: WarpFn,
                  flow_init_std: float = 1e-5) -> None:
         super().__init__()
-        pairs = list(zip(widths[:-1], widths[1:]))
+        pairs = list(zip(widths, (*widths[1:], None)))  # (c_k, c_{k+1}); none after the last
         self.forward_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
         self.reverse_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
         self.level_ups = nn.ModuleList(LevelUp(c, n) for c, n in pairs[:-1])
