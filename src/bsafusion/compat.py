@@ -159,7 +159,10 @@ def load_release_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, Tens
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        raise WeightsError(path, f"not a loadable release checkpoint ({type(exc).__name__}: {exc})") from None
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise WeightsError(
+            path, f"not a loadable release checkpoint ({type(exc).__name__}: {first_line})"
+        ) from None
     if not isinstance(checkpoint, Mapping) or not all(s in checkpoint for s in RELEASE_SECTIONS):
         raise WeightsError(path, f"expected a dict with {', '.join(RELEASE_SECTIONS)}")
     return checkpoint

@@ -39,5 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except BsafusionError as exc:
-        print(f"bsafusion: error: {exc.where}: {exc.problem}", file=sys.stderr)
+        problem = " ".join(exc.problem.split())  # always one line
+        print(f"bsafusion: error: {exc.where}: {problem}", file=sys.stderr)
         return 2
