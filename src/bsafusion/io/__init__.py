@@ -1,6 +1,23 @@
-"""Files <-> numpy arrays. No torch here."""
+"""Files <-> numpy arrays (+ metadata). No torch here."""
 
 from bsafusion.io.atomic import atomic_write
-from bsafusion.io.image import read_image, write_png
+from bsafusion.io.image import (
+    IMAGE_SUFFIXES,
+    ImageData,
+    file_stem,
+    load_image,
+    read_image,
+    write_image,
+    write_png,
+)
 
-__all__ = ["atomic_write", "read_image", "write_png"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageData",
+    "atomic_write",
+    "file_stem",
+    "load_image",
+    "read_image",
+    "write_image",
+    "write_png",
+]

@@ -1,51 +1,179 @@
-"""Minimal raster I/O (PNG / JPEG / BMP / TIFF through Pillow) for samples and the demo."""
+"""Files <-> (float32 array in [0, 1], metadata), dispatched on the file's suffix.
+
+Rasters (PNG / JPEG / BMP / TIFF) are read by :mod:`bsafusion.io.raster`, DICOM by
+:mod:`bsafusion.io.dicom` (extra ``dicom``), NIfTI by :mod:`bsafusion.io.nifti` (extra ``nifti``).
+Every reader returns an :class:`ImageData` whose ``array`` is float32 in [0, 1]; ``meta`` says
+how to go back (``bits``, ``range``) and, for NIfTI, carries the affine and header.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from bsafusion.errors import InputError
-from bsafusion.io.atomic import atomic_write
 
-__all__ = ["read_image", "write_png"]
+__all__ = [
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "ImageData",
+    "file_stem",
+    "load_image",
+    "read_image",
+    "write_image",
+    "write_png",
+]
+
+MIN_SIDE = 16  # the network's patch size: smaller images carry no usable structure
+MAX_PIXELS = 1 << 28  # 268 M pixels (16384 x 16384): refuse larger images before decoding
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
+
+
+@dataclass
+class ImageData:
+    """An image and what is needed to write results back like it.
+
+    Attributes:
+        array: float32 in [0, 1]; (H, W) grey, (H, W, 3) RGB, or (X, Y, Z) for a NIfTI volume.
+        meta: ``format`` (png, tiff, dicom, nifti, ...), ``bits`` (8, 16 or 32), ``range``
+            ((lo, hi) of the stored values that map to 0 and 1), ``path``; NIfTI adds
+            ``affine`` and ``header``.
+    """
+
+    array: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.meta.get("format") == "nifti" and self.array.ndim == 3
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """The file name without its image suffix (``a.nii.gz`` -> ``a``)."""
+    name = Path(path).name
+    for suffix in (".nii.gz",):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(DICOM_SUFFIXES):
+        return "dicom"
+    if path.suffix.lower() not in RASTER_SUFFIXES:
+        with open(path, "rb") as fh:  # DICOM files often have no suffix: look for the magic
+            head = fh.read(132)
+        if head[128:132] == b"DICM":
+            return "dicom"
+    return "raster"
+
+
+def load_image(path: str | os.PathLike) -> ImageData:
+    """Read any supported image file.
+
+    Raises:
+        InputError: missing, empty, unreadable, truncated, too small / large, NaN or Inf,
+            unsupported channels, or a missing optional reader (with the extra to install).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an image file")
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "is empty (0 bytes)")
+    kind = _kind(path)
+    if kind == "nifti":
+        from bsafusion.io.nifti import read_nifti
+
+        data = read_nifti(path)
+    elif kind == "dicom":
+        from bsafusion.io.dicom import read_dicom
+
+        data = read_dicom(path)
+    else:
+        from bsafusion.io.raster import read_raster
+
+        data = read_raster(path)
+    data.meta["path"] = str(path)
+    if not data.is_volume:
+        check_size(path, *data.array.shape[:2])
+    return data
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as float32 in [0, 1] scaled by its bit depth.
+    """Read an image as float32 in [0, 1]: (H, W) grey or (H, W, 3) RGB (see :func:`load_image`)."""
+    return load_image(path).array
 
-    Returns:
-        (H, W) for grey images, (H, W, 3) for colour ones (alpha is dropped).
-    Raises:
-        InputError: the file is missing, unreadable or holds NaN.
+
+def check_size(where: object, height: int, width: int) -> None:
+    """Refuse images under ``MIN_SIDE`` pixels a side or over ``MAX_PIXELS`` pixels."""
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise InputError(where, f"is too small ({width}x{height} pixels; at least "
+                                f"{MIN_SIDE}x{MIN_SIDE} needed)")
+    if height * width > MAX_PIXELS:
+        raise InputError(where, f"is too large ({width}x{height} = {height * width / 1e6:.0f} M "
+                                f"pixels, limit {MAX_PIXELS / 1e6:.0f} M): crop or downsample it")
+
+
+def normalise(where: object, values: np.ndarray, meta: dict) -> np.ndarray:
+    """Check finiteness and map ``values`` to [0, 1] by bit depth (integers) or min-max (floats).
+
+    Sets ``meta["bits"]`` and ``meta["range"]``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "P", "LA", "CMYK", "YCbCr"):
-                img = img.convert("RGB" if img.mode != "LA" else "L")
-            arr = np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read image ({exc})") from None
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
-    elif arr.dtype in (np.uint16, np.int32) or img.mode.startswith("I"):
-        out = arr.astype(np.float32) / 65535.0
-    else:
-        out = arr.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise InputError(path, "contains NaN or infinite values")
-    return out
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise InputError(where, f"contains {bad} NaN or infinite value(s)")
+    if values.dtype == np.bool_:
+        values = values.astype(np.uint8) * 255
+    if values.dtype == np.uint8:
+        meta.update(bits=8, range=(0.0, 255.0))
+        return values.astype(np.float32) / np.float32(255.0)
+    if values.dtype == np.uint16:
+        meta.update(bits=16, range=(0.0, 65535.0))
+        return values.astype(np.float32) / np.float32(65535.0)
+    is_float = values.dtype.kind == "f"
+    values = values.astype(np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    if is_float and lo >= 0.0 and hi <= 1.0 and meta.get("float_is_unit", True):
+        lo, hi = 0.0, 1.0
+    meta.update(bits=meta.get("bits", 32), range=(lo, hi))
+    return ((values - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
+                meta: dict | None = None) -> Path:
+    """Write a float image in [0, 1] atomically; the format follows the suffix.
+
+    Args:
+        path: ``.png`` (8 or 16 bits; 16-bit colour falls back to 8), ``.tif``/``.tiff``
+            (8, 16 or 32 = float32), ``.nii``/``.nii.gz`` (float32, needs ``meta`` of a
+            NIfTI input for its affine and header).
+        image: (H, W), (H, W, 3) or a volume for NIfTI, float in [0, 1].
+        bits: 8, 16 or 32.
+        meta: for NIfTI, the fixed image's metadata; ``range`` (lo, hi) maps [0, 1] back to
+            stored values for float outputs.
+    """
+    name = Path(path).name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        from bsafusion.io.nifti import write_nifti
+
+        return write_nifti(path, image, meta or {})
+    from bsafusion.io.raster import write_raster
+
+    return write_raster(path, image, bits=bits, value_range=(meta or {}).get("range"))
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a float image in [0, 1] ((H, W) or (H, W, 3)) as an 8-bit PNG, atomically."""
-    arr = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    data = np.round(arr * 255.0).astype(np.uint8)
-    return atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
+    return write_image(path, image, bits=8)

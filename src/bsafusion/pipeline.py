@@ -1,0 +1,149 @@
+"""Tensor-level inference at any size: working resolution, colour, pre-alignment (style.md §7).
+
+The network needs multiples of 16 and was trained on 256 x 256 slices, so each pair runs at a
+*working resolution*: the longer side is scaled to ``work_size`` and the shorter one keeps the
+aspect ratio, rounded to a multiple of 16. The network's flow is resampled to the native grid
+with :func:`~bsafusion.ops.grid.resize_flow` (magnitudes rescaled per axis) and the moving
+image is warped **at native resolution** with the exact warp (§2); the fused image is the
+network's, resampled to the native grid. When the native size equals the working size nothing
+is resampled and the outputs are the network's own (as :func:`bsafusion.api.fuse_color`).
+
+Flows are (B, 2, H, W) in native pixels, channel 0 = x (columns), 1 = y (rows), sampling the
+moving image: ``aligned = warp(moving, flow)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bsafusion import compat
+from bsafusion.config import ColorConvention, FeatureWarp
+from bsafusion.model.bsafusion import BSAFusion
+from bsafusion.ops.color import BT601_Y_GREEN, rgb_to_ycbcr, ycbcr_to_rgb
+from bsafusion.ops.grid import pixel_grid, resize_flow
+from bsafusion.ops.warp import warp
+
+__all__ = [
+    "DEFAULT_WORK_SIZE",
+    "PairOutput",
+    "affine_flow",
+    "align_and_fuse",
+    "resize_image",
+    "to_luma",
+    "work_shape",
+]
+
+DEFAULT_WORK_SIZE = 256
+
+
+class PairOutput(NamedTuple):
+    """Native-resolution results of :func:`align_and_fuse` (fixed image's frame)."""
+
+    fused: Tensor  # (B, C, H, W) in [0, 1]; C = 3 for a colour moving image
+    aligned: Tensor  # (B, C, H, W) the moving image warped by ``flow``
+    flow: Tensor  # (B, 2, H, W) px, channel 0 = x; samples the moving image
+    work_size: tuple[int, int]  # (h, w) the network ran at
+
+
+def work_shape(height: int, width: int, work_size: int | None = DEFAULT_WORK_SIZE
+               ) -> tuple[int, int]:
+    """Working (h, w): longer side -> ``work_size``, aspect kept, multiples of 16.
+
+    ``work_size=None`` (or 0) keeps the native size, rounded to multiples of 16.
+    """
+    scale = work_size / max(height, width) if work_size else 1.0
+    return (max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16))
+
+
+def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of (B, C, H, W) to ``size`` on the corner-aligned grid of §2.
+
+    ``align_corners=True`` matches the warp's pixel convention (pixel p <-> 2p/(N-1) - 1);
+    downsampling is antialiased. Returns ``image`` itself when the size already matches.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(image.shape[-2:]) == size:
+        return image
+    smaller = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=True, antialias=smaller)
+
+
+def affine_flow(matrix: Tensor, offset: Tensor, flow: Tensor | None = None,
+                size: tuple[int, int] | None = None) -> Tensor:
+    """The field of ``p -> A (p + flow(p)) + t``: a global transform after a network flow.
+
+    Args:
+        matrix: (B, 2, 2) A acting on pixel (x, y) of the fixed grid.
+        offset: (B, 2) t in pixels, (x, y).
+        flow: (B, 2, H, W) px, applied first (None = identity).
+        size: (H, W) when ``flow`` is None.
+    Returns:
+        (B, 2, H, W) px, channel 0 = x: ``warp(moving, result)`` samples ``moving`` at
+        ``A (p + flow(p)) + t``, i.e. both fields composed into one resampling.
+    """
+    if flow is None:
+        grid = pixel_grid(*size, device=matrix.device, dtype=torch.float32)
+        points = grid.expand(matrix.shape[0], -1, -1, -1)
+    else:
+        grid = pixel_grid(*flow.shape[-2:], device=flow.device, dtype=flow.dtype)
+        points = grid + flow
+    moved = torch.einsum("bij,bjhw->bihw", matrix.to(points), points)
+    return moved + offset.to(points)[:, :, None, None] - grid
+
+
+def _y_green(model: BSAFusion) -> float:
+    # §8.5: the release's Y weights, only for release checkpoints.
+    return compat.RELEASE_Y_GREEN if model.config.color is ColorConvention.RELEASE else BT601_Y_GREEN
+
+
+def to_luma(model: BSAFusion, moving: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(B, C, H, W) -> (Y (B, 1, H, W), CbCr (B, 2, H, W) or None for a grey image)."""
+    if moving.shape[1] == 1:
+        return moving, None
+    ycbcr = rgb_to_ycbcr(moving, y_green=_y_green(model))
+    return ycbcr[:, :1], ycbcr[:, 1:]
+
+
+def align_and_fuse(model: BSAFusion, fixed: Tensor, moving: Tensor, *,
+                   work_size: int | None = DEFAULT_WORK_SIZE,
+                   prealign: tuple[Tensor, Tensor] | None = None) -> PairOutput:
+    """Register ``moving`` to ``fixed`` and fuse them, at any size.
+
+    Args:
+        model: the network (eval mode; the caller owns ``inference_mode``).
+        fixed: (B, 1, H, W) MRI in [0, 1].
+        moving: (B, 1 or 3, H, W) CT, or RGB PET/SPECT, in [0, 1], on the fixed grid.
+        work_size: the working resolution's longer side (multiple of 16), None = native.
+        prealign: (A (B, 2, 2), t (B, 2)) a global transform fixed pixel -> moving pixel,
+            applied before the network and composed into the returned flow.
+    Returns:
+        :class:`PairOutput`.
+    """
+    size = (int(fixed.shape[-2]), int(fixed.shape[-1]))
+    luma, chroma = to_luma(model, moving)
+    pre_flow = affine_flow(*prealign, size=size) if prealign is not None else None
+    net_moving = warp(luma, pre_flow) if pre_flow is not None else luma
+    work = work_shape(*size, work_size)
+    out = model(resize_image(fixed, work), resize_image(net_moving, work))
+    if work == size:
+        flow, fused_y = out.flow, out.fused
+    else:
+        flow = resize_flow(out.flow, size, align_corners=True)
+        fused_y = resize_image(out.fused, size).clamp(0.0, 1.0)
+    if prealign is not None:
+        flow = affine_flow(*prealign, flow=flow)
+    exact = model.config.feature_warp is FeatureWarp.EXACT
+    if work == size and prealign is None and (chroma is None or exact):
+        aligned_y = out.aligned  # the network's own (release warp for release checkpoints)
+    else:
+        aligned_y = warp(luma, flow)
+    if chroma is None:
+        return PairOutput(fused_y, aligned_y, flow, work)
+    chroma = warp(chroma, flow)
+    fused = ycbcr_to_rgb(torch.cat((fused_y, chroma), dim=1), clamp=True)
+    aligned = ycbcr_to_rgb(torch.cat((aligned_y, chroma), dim=1), clamp=True)
+    return PairOutput(fused, aligned, flow, work)
