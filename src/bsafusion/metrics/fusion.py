@@ -410,7 +410,7 @@ def fusion_metrics(a, b, fused, names: tuple[str, ...] | None = None) -> dict[st
         fused: (H, W) fused image in [0, 1] (colour: its Y).
         names: a subset of :data:`FUSION_METRICS` (default all).
     Returns:
-        {name: value}.
+        {name: value}; MS-SSIM is NaN for images under 176 px (too small for 5 scales).
     """
     ta, tb, tf = (t / GREY_MAX for t in _sources(a, b, fused))
     out = {}
@@ -418,5 +418,8 @@ def fusion_metrics(a, b, fused, names: tuple[str, ...] | None = None) -> dict[st
         if name not in FUSION_METRICS:
             raise InputError("names", f"unknown fusion metric {name!r}")
         fn = FUSION_METRICS[name]
+        if name == "MS-SSIM" and min(tf.shape) < 11 * 2 ** (len(MS_SSIM_WEIGHTS) - 1):
+            out[name] = math.nan  # too small for five scales
+            continue
         out[name] = fn(tf) if name in _NO_REFERENCE else fn(ta, tb, tf)
     return out
