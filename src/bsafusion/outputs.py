@@ -1,35 +1,237 @@
-"""Write a :class:`~bsafusion.api.FusionResult` to the standard output layout, atomically."""
+"""Files in, the standard output layout out (single pairs, folders, volumes), atomically.
+
+Layout under ``OUT`` (the same for single pairs and batches)::
+
+    fused/<stem>.<ext>    fused image (RGB for PET/SPECT); absent for registration only
+    aligned/<stem>.<ext>  the moving image resampled in the fixed frame
+    flow/<stem>.npy       float32 (2, H, W) px, channel 0 = x (columns); samples the moving
+                          image: aligned(p) = moving(p + flow(p)). Volumes: (2, X, Y, Z).
+    panel/<stem>.png      the overview of :func:`bsafusion.viz.make_panel` (unless disabled)
+
+``<ext>`` is ``png`` by default (16-bit when an input has more than 8 bits), ``tif`` on request
+(8/16 bits, or float32 for 32-bit inputs) and ``nii.gz`` for NIfTI inputs (the fixed image's
+affine and header). Nothing is overwritten unless asked; every file is written to a temporary
+name and renamed, so a failure never leaves a half-written output.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
-from bsafusion.errors import InputError
+from bsafusion.errors import BsafusionError, InputError
 from bsafusion.io.atomic import atomic_write
-from bsafusion.io.image import write_png
+from bsafusion.io.image import IMAGE_SUFFIXES, ImageData, file_stem, load_image, write_image
+from bsafusion.viz import save_panel
 
-__all__ = ["write_result"]
+__all__ = ["FORMATS", "BatchSummary", "fuse_files", "fuse_folder", "match_pairs",
+           "prepare_out_dir", "write_result"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"png": ".png", "tif": ".tif", "nii": ".nii.gz"}
 
 
-def write_result(out_dir: Path, stem: str, result, *, overwrite: bool = False) -> list[Path]:
-    """Write ``fused/<stem>.png``, ``aligned/<stem>.png`` and ``flow/<stem>.npy`` under ``out_dir``.
+class BatchSummary(NamedTuple):
+    """Outcome of :func:`fuse_folder`."""
 
-    Raises:
-        InputError: an output exists and ``overwrite`` is False (nothing is written then).
+    fused: list[str]  # stems written
+    failed: list[tuple[str, str]]  # (where, problem)
+
+
+def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and check that files can be written in it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "is a file, not an output folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe", suffix=".partial"):
+            pass
+    except OSError as exc:
+        raise InputError(out, f"cannot write the output folder ({exc.strerror or exc})") from None
+    return out
+
+
+def _targets(out: Path, stem: str, ext: str, *, fused: bool, panel: bool) -> dict[str, Path]:
+    targets = {"fused": out / "fused" / f"{stem}{ext}"} if fused else {}
+    targets["aligned"] = out / "aligned" / f"{stem}{ext}"
+    targets["flow"] = out / "flow" / f"{stem}.npy"
+    if panel:
+        targets["panel"] = out / "panel" / f"{stem}.png"
+    return targets
+
+
+def _check_free(targets: dict[str, Path], overwrite: bool) -> None:
+    for path in targets.values():
+        if path.exists() and not overwrite:
+            raise InputError(path, "exists (pass --overwrite to replace it)")
+
+
+def _pick_format(fmt: str | None, fixed: ImageData) -> str:
+    fmt = fmt or ("nii" if fixed.meta.get("format") == "nifti" else "png")
+    if fmt not in FORMATS:
+        raise InputError("--format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "nii" and fixed.meta.get("format") != "nifti":
+        raise InputError("--format", "nii output needs NIfTI inputs (for the affine and header)")
+    return fmt
+
+
+def write_result(out_dir: str | os.PathLike, stem: str, result, *, fixed: np.ndarray | None = None,
+                 moving: np.ndarray | None = None, fixed_meta: dict | None = None,
+                 moving_meta: dict | None = None, fmt: str = "png", panel: bool = True,
+                 overwrite: bool = False) -> list[Path]:
+    """Write a :class:`~bsafusion.api.FusionResult` (numpy, 2-D or volume) to the layout.
+
+    Args:
+        out_dir: the output folder.
+        stem: file stem of every output.
+        result: ``fused`` (None for registration only), ``aligned``, ``flow``.
+        fixed, moving: the inputs, for the panel (needed when ``panel``).
+        fixed_meta, moving_meta: :class:`~bsafusion.io.ImageData` metadata (bit depth,
+            value range, NIfTI affine/header) to write outputs like the inputs.
+        fmt: ``png``, ``tif`` or ``nii``.
+    Returns:
+        The paths written.
     """
-    targets = {
-        "fused": out_dir / "fused" / f"{stem}.png",
-        "aligned": out_dir / "aligned" / f"{stem}.png",
-        "flow": out_dir / "flow" / f"{stem}.npy",
-    }
-    if not overwrite:
-        for path in targets.values():
-            if path.exists():
-                raise InputError(path, "exists (pass --overwrite to replace it)")
-    write_png(targets["fused"], result.fused)
-    write_png(targets["aligned"], result.aligned)
+    out = prepare_out_dir(out_dir)
+    fixed_meta, moving_meta = fixed_meta or {}, moving_meta or {}
+    targets = _targets(out, stem, FORMATS[fmt], fused=result.fused is not None,
+                       panel=panel and fixed is not None)
+    _check_free(targets, overwrite)
+    bits = max(fixed_meta.get("bits", 8), moving_meta.get("bits", 8))
     flow = np.ascontiguousarray(result.flow, dtype=np.float32)
+    if "fused" in targets:
+        write_image(targets["fused"], result.fused, bits=bits,
+                    meta={**fixed_meta, "range": (0.0, 1.0)})
+    aligned_meta = {**fixed_meta, "range": moving_meta.get("range", (0.0, 1.0))}
+    if fmt == "png" or (fmt == "tif" and bits < 32):
+        aligned_meta["range"] = None
+    write_image(targets["aligned"], result.aligned, bits=moving_meta.get("bits", 8),
+                meta=aligned_meta)
     atomic_write(targets["flow"], lambda tmp: np.save(tmp, flow))
+    if "panel" in targets:
+        _write_panel(targets["panel"], fixed, moving, result)
     return list(targets.values())
+
+
+def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray, result) -> None:
+    fused, aligned, flow = result.fused, result.aligned, result.flow
+    if fixed.ndim == 3 and flow.ndim == 4:  # a volume: its middle slice (along the last axis)
+        k = fixed.shape[2] // 2
+        fixed, moving, aligned = fixed[..., k], moving[..., k], aligned[..., k]
+        fused, flow = (fused[..., k] if fused is not None else None), flow[:2, ..., k]
+    if moving.shape[:2] != fixed.shape[:2]:  # display only: put it on the fixed grid
+        img = Image.fromarray(np.asarray(moving, np.float32) if moving.ndim == 2 else
+                              np.round(np.clip(moving, 0, 1) * 255).astype(np.uint8))
+        moving = np.asarray(img.resize(fixed.shape[::-1][-2:], Image.BILINEAR), np.float32)
+        moving = moving / 255.0 if moving.ndim == 3 else moving
+    save_panel(path, fixed, moving, aligned, fused, flow)
+
+
+def fuse_files(fuser, fixed: str | os.PathLike, moving: str | os.PathLike,
+               out_dir: str | os.PathLike, *, stem: str | None = None,
+               register_only: bool = False, panel: bool = True, overwrite: bool = False,
+               fmt: str | None = None, axis: int = 2) -> list[Path]:
+    """Read a pair of image files, fuse (or register) them, write the layout.
+
+    Args:
+        fuser: a :class:`bsafusion.api.Fuser`.
+        fixed, moving: image files (PNG/JPEG/BMP/TIFF, DICOM, NIfTI 2-D or 3-D).
+        out_dir: output folder.
+        stem: output file stem (default: the moving file's).
+        register_only: write only ``aligned`` and ``flow``.
+        panel: also write ``panel/<stem>.png``.
+        overwrite: replace existing outputs.
+        fmt: ``png``, ``tif`` or ``nii`` (default: ``nii`` for NIfTI inputs, else ``png``).
+        axis: slicing axis of NIfTI volumes.
+    Returns:
+        The paths written.
+    Raises:
+        InputError: naming the file at fault (nothing is written then).
+    """
+    stem = stem or file_stem(moving)
+    out = prepare_out_dir(out_dir)
+    fixed_img, moving_img = load_image(fixed), load_image(moving)
+    fmt = _pick_format(fmt, fixed_img)
+    _check_free(_targets(out, stem, FORMATS[fmt], fused=not register_only,
+                         panel=panel and not register_only), overwrite)
+    if fixed_img.is_volume != moving_img.is_volume:
+        raise InputError(moving, "one input is a 3-D volume and the other a 2-D image")
+    try:
+        if fixed_img.is_volume:
+            result = fuser.fuse_volume(fixed_img.array, moving_img.array, axis=axis,
+                                       register_only=register_only)
+        else:
+            run = fuser.register if register_only else fuser.fuse
+            result = run(fixed_img.array, moving_img.array)
+    except BsafusionError as exc:  # name the file rather than "fixed" / "moving"
+        if exc.where.startswith(("fixed", "moving")):
+            path = fixed if exc.where.startswith("fixed") else moving
+            raise InputError(path, exc.problem) from None
+        raise
+    return write_result(out, stem, result, fixed=fixed_img.array, moving=moving_img.array,
+                        fixed_meta=fixed_img.meta, moving_meta=moving_img.meta, fmt=fmt,
+                        panel=panel and not register_only, overwrite=overwrite)
+
+
+def match_pairs(fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike
+                ) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
+    """Pair the image files of two folders by stem.
+
+    Returns:
+        (pairs as (stem, fixed, moving) sorted by stem, unmatched as (path, problem)).
+    """
+    found = []
+    for folder in (fixed_dir, moving_dir):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(folder, "is not a folder")
+        files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+                 and p.name.lower().endswith(IMAGE_SUFFIXES)]
+        found.append({file_stem(p): p for p in files})
+    fixed_map, moving_map = found
+    pairs = [(s, fixed_map[s], moving_map[s]) for s in sorted(set(fixed_map) & set(moving_map))]
+    unmatched = [(str(p), f"no file with stem {s!r} in {moving_dir}")
+                 for s, p in fixed_map.items() if s not in moving_map]
+    unmatched += [(str(p), f"no file with stem {s!r} in {fixed_dir}")
+                  for s, p in moving_map.items() if s not in fixed_map]
+    if not pairs and not unmatched:
+        raise InputError(fixed_dir, "holds no image files")
+    return pairs, unmatched
+
+
+def fuse_folder(fuser, fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike,
+                out_dir: str | os.PathLike, *,
+                progress: Callable[[int, int, str, BsafusionError | None], None] | None = None,
+                **kwargs) -> BatchSummary:
+    """Fuse every pair of two folders matched by file stem, going on past bad pairs.
+
+    Args:
+        progress: called after each pair as ``progress(done, total, stem, error_or_None)``.
+        kwargs: passed to :func:`fuse_files` (``register_only``, ``panel``, ``overwrite``...).
+    Returns:
+        :class:`BatchSummary`; unmatched files count as failed.
+    """
+    prepare_out_dir(out_dir)
+    pairs, unmatched = match_pairs(fixed_dir, moving_dir)
+    summary = BatchSummary([], list(unmatched))
+    for i, (stem, fixed, moving) in enumerate(pairs, 1):
+        try:
+            fuse_files(fuser, fixed, moving, out_dir, stem=stem, **kwargs)
+        except BsafusionError as exc:
+            summary.failed.append((exc.where, exc.problem))
+            error = exc
+        else:
+            summary.fused.append(stem)
+            error = None
+        if progress is not None:
+            progress(i, len(pairs), stem, error)
+    return summary

@@ -97,7 +97,8 @@ def affine_flow(matrix: Tensor, offset: Tensor, flow: Tensor | None = None,
 
 def _y_green(model: BSAFusion) -> float:
     # §8.5: the release's Y weights, only for release checkpoints.
-    return compat.RELEASE_Y_GREEN if model.config.color is ColorConvention.RELEASE else BT601_Y_GREEN
+    release = model.config.color is ColorConvention.RELEASE
+    return compat.RELEASE_Y_GREEN if release else BT601_Y_GREEN
 
 
 def to_luma(model: BSAFusion, moving: Tensor) -> tuple[Tensor, Tensor | None]:

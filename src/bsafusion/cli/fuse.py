@@ -1,71 +1,147 @@
-"""``bsafusion fuse``: register and fuse an MRI with a CT / PET / SPECT image."""
+"""``bsafusion fuse``: register and fuse an MRI with a CT / PET / SPECT image (or folders)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 PAIRS = ("ct", "pet", "spect")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "fuse", help="align and fuse an image pair (or the bundled demo pair)",
-        description="Align MOVING (CT, PET or SPECT) to FIXED (MRI) and fuse them. Writes "
-        "OUT/fused/<stem>.png, OUT/aligned/<stem>.png and OUT/flow/<stem>.npy (2xHxW float32, "
-        "pixels, channel 0 = x; samples the moving image).",
-    )
-    p.add_argument("fixed", nargs="?", help="MRI image")
+def add_io_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``fuse`` and ``register``."""
+    p.add_argument("fixed", nargs="?", help="MRI image (PNG/JPEG/BMP/TIFF, DICOM, NIfTI)")
     p.add_argument("moving", nargs="?", help="CT / PET / SPECT image (PET, SPECT in colour)")
-    p.add_argument("--pair", choices=PAIRS, default="ct", help="modality pair (default ct)")
+    p.add_argument("--pair", default="ct", help="modality pair: ct, pet or spect (default ct)")
+    p.add_argument("--fixed-dir", help="batch: folder of MRI images")
+    p.add_argument("--moving-dir", help="batch: folder of moving images, paired by file stem")
+    p.add_argument("--demo", action="store_true", help="use the bundled sample pair of --pair, "
+                   "deformed by a fixed smooth field (offline)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--weights", help="weights file (.safetensors, or a release .pt); "
                    "default: the bundled weights of --pair")
-    p.add_argument("--demo", action="store_true", help="fuse the bundled sample pair of --pair")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--work-size", type=int, default=256, help="working resolution of the "
+                   "network: longer side in pixels, a multiple of 16; 0 = native (default 256)")
+    p.add_argument("--prealign", choices=("rigid", "affine"), help="first estimate a global "
+                   "transform by mutual information (needs the [prealign] extra, SimpleITK)")
+    p.add_argument("--format", choices=("png", "tif", "nii"), help="image output format "
+                   "(default: nii for NIfTI inputs, else png; bit depth follows the inputs)")
+    p.add_argument("--axis", type=int, default=2, help="slicing axis of NIfTI volumes (default 2)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(handler=run)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuse", help="align and fuse an image pair, two folders, or the bundled demo pair",
+        description="Align MOVING (CT, PET or SPECT) to FIXED (MRI) and fuse them. Writes "
+        "OUT/fused/<stem>.png, OUT/aligned/<stem>.png, OUT/flow/<stem>.npy (2xHxW float32, "
+        "pixels, channel 0 = x; samples the moving image) and OUT/panel/<stem>.png. "
+        "Batch: --fixed-dir A --moving-dir B pairs files by stem, goes on past bad pairs, "
+        "ends with 'N fused, M failed' and exits 1 if any failed.",
+    )
+    add_io_arguments(p)
+    p.add_argument("--no-panel", action="store_true", help="do not write OUT/panel/<stem>.png")
+    p.set_defaults(handler=run, register_only=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    from pathlib import Path
-
-    from bsafusion.api import Fuser
+    from bsafusion.demo import run_demo
     from bsafusion.errors import InputError
-    from bsafusion.io import read_image
-    from bsafusion.outputs import write_result
-    from bsafusion.samples import sample_pairs
+    from bsafusion.outputs import fuse_folder
 
+    setup_logging(args.verbose)
+    fuser = load_fuser(args, check_pair(args.pair))
+    opts = {"register_only": args.register_only, "overwrite": args.overwrite,
+            "panel": not getattr(args, "no_panel", True)}
+    verb = "registered" if args.register_only else "fused"
+    batch = args.fixed_dir or args.moving_dir
+    if sum(map(bool, (args.demo, batch, args.fixed or args.moving))) != 1:
+        raise InputError(args.command, "give FIXED MOVING, or --fixed-dir and --moving-dir, or "
+                                       "--demo (one of them)")
     if args.demo:
-        sample = sample_pairs(args.pair)[0]
-        fixed_path, moving_path = sample.fixed, sample.moving
+        paths = run_demo(fuser, args.pair, args.out, **opts)
+    elif batch:
+        if not (args.fixed_dir and args.moving_dir):
+            raise InputError("--fixed-dir" if not args.fixed_dir else "--moving-dir", "missing")
+        summary = fuse_folder(fuser, args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
+                              axis=args.axis, progress=Progress(verb), **opts)
+        for where, problem in summary.failed:
+            print(f"bsafusion: failed: {where}: {problem}", file=sys.stderr)
+        print(f"{len(summary.fused)} {verb}, {len(summary.failed)} failed")
+        return 1 if summary.failed else 0
     elif args.fixed and args.moving:
-        fixed_path, moving_path = Path(args.fixed), Path(args.moving)
+        paths = fuser.fuse_files(args.fixed, args.moving, args.out, fmt=args.format,
+                                 axis=args.axis, **opts)
     else:
-        raise InputError("fuse", "give FIXED and MOVING images, or --demo")
-    fuser = _load_fuser(args, logging.getLogger("bsafusion"))
-    result = fuser(read_image(fixed_path), read_image(moving_path))
-    paths = write_result(Path(args.out), Path(moving_path).stem, result, overwrite=args.overwrite)
-    print(f"fused {fixed_path.name} + {moving_path.name} -> {', '.join(map(str, paths))}")
+        raise InputError(args.command, "give both FIXED and MOVING")
+    print(f"{verb} -> {', '.join(str(p) for p in paths)}")
     return 0
 
 
-def _load_fuser(args: argparse.Namespace, log):
-    import sys
+class Progress:
+    """A one-line progress bar on a terminal; one line per pair otherwise (logs, pipes)."""
 
-    from bsafusion.api import Fuser
-    from bsafusion.weights import available_weights
+    def __init__(self, verb: str, width: int = 30) -> None:
+        self.verb, self.width, self.tty = verb, width, sys.stderr.isatty()
 
-    if args.weights or args.pair in available_weights():
-        return Fuser.from_pretrained(args.weights or args.pair)
-    if not args.demo:
-        from bsafusion.errors import WeightsError
+    def __call__(self, done: int, total: int, stem: str, error) -> None:
+        status = "failed" if error is not None else self.verb
+        if not self.tty:
+            print(f"[{done}/{total}] {stem}: {status}", file=sys.stderr, flush=True)
+            return
+        fill = round(self.width * done / max(total, 1))
+        bar = "#" * fill + "." * (self.width - fill)
+        end = "\n" if done == total else ""
+        print(f"\r[{bar}] {done}/{total} {stem[:30]:<30}", end=end, file=sys.stderr, flush=True)
 
-        raise WeightsError(args.pair, "no bundled weights for this pair yet; pass --weights FILE")
+
+def setup_logging(verbose: bool = False) -> None:
+    """Library log records -> stderr as ``bsafusion: warning: ...`` (the CLI owns handlers)."""
+    import logging
+
+    class _Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"bsafusion: {record.levelname.lower()}: {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    root = logging.getLogger("bsafusion")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def check_pair(pair: str) -> str:
+    from bsafusion.errors import InputError
+
+    key = pair.lower().removesuffix("-mri")
+    if key not in PAIRS:
+        raise InputError("--pair", f"unknown modality pair {pair!r} (choose from "
+                                   f"{', '.join(PAIRS)})")
+    return key
+
+
+def load_fuser(args: argparse.Namespace, pair: str):
+    """The --weights file, else the bundled weights of ``pair``; for --demo without bundled
+    weights, an untrained network (with a warning saying so)."""
     import torch
 
+    from bsafusion.api import Fuser
+    from bsafusion.errors import WeightsError
     from bsafusion.model import BSAFusion
+    from bsafusion.weights import available_weights
 
-    print(f"bsafusion: warning: no trained {args.pair} weights are bundled yet; the demo runs an "
+    kwargs = {"work_size": args.work_size or None, "prealign": args.prealign}
+    if args.weights or pair in available_weights():
+        return Fuser.from_pretrained(args.weights or pair, device=args.device, **kwargs)
+    if not args.demo:
+        raise WeightsError(pair, "no trained weights are bundled for this pair yet; pass "
+                                 "--weights FILE (e.g. a converted release checkpoint)")
+    print(f"bsafusion: warning: no trained {pair} weights are bundled yet; the demo runs an "
           "untrained network (it shows the pipeline, not fusion quality)", file=sys.stderr)
-    torch.manual_seed(0)
-    return Fuser(BSAFusion())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BSAFusion()
+    return Fuser(model, device=args.device, **kwargs)
