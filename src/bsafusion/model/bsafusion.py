@@ -128,10 +128,11 @@ class BSAFusion(nn.Module):
         check_spatial_multiple(fixed, self.config.patch_size, "fixed")
         grid = (size["H"] // self.config.patch_size, size["W"] // self.config.patch_size)
 
-        shallow_a, enc_a = self.encoder(fixed)
-        shallow_b, enc_b = self.encoder(moving)
-        logits_a, modality_a, tokens_a = self.classifier(enc_a)
-        logits_b, modality_b, tokens_b = self.classifier(enc_b)
+        # The encoder and classifier are shared and per-sample: run A and B as one batch.
+        shallow, enc = self.encoder(torch.cat((fixed, moving)))
+        logits, modality, tokens = self.classifier(enc)
+        (shallow_a, shallow_b), (logits_a, logits_b) = shallow.chunk(2), logits.chunk(2)
+        (modality_a, modality_b), (tokens_a, tokens_b) = modality.chunk(2), tokens.chunk(2)
         transferred_a = self.transfer_a(tokens_a, modality_b)  # inject B's MFRH into A
         transferred_b = self.transfer_b(tokens_b, modality_a)
         flows_a, flows_b = self.bsfa(tokens_to_map(transferred_a, grid),

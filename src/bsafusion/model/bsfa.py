@@ -123,6 +123,7 @@ class BSFA(nn.Module):
             flows_a.append(flow_a)
             flows_b.append(flow_b)
             if i + 1 < num_levels:  # the warped features only feed the next level
-                feat_a = self.level_ups[i](self.warp_fn(feat_a, flow_a))
-                feat_b = self.level_ups[i](self.warp_fn(feat_b, flow_b))
+                # U_k is shared and per-sample: warp and lift both sides as one batch
+                both = self.warp_fn(torch.cat((feat_a, feat_b)), torch.cat((flow_a, flow_b)))
+                feat_a, feat_b = self.level_ups[i](both).chunk(2)
         return flows_a, flows_b

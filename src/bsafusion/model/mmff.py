@@ -59,10 +59,10 @@ class FusionDecoder(nn.Module):
         """
         feat = None
         for i, level in enumerate(self.levels):
-            if i > 0:
-                up = self.token_ups[i - 1]
-                tokens_a = F.relu(up(upsample2(tokens_a, align_corners=False)))
-                tokens_b = F.relu(up(upsample2(tokens_b, align_corners=False)))
+            if i > 0:  # one token conv for both sides: lift them as one batch
+                tokens = torch.cat((tokens_a, tokens_b))
+                tokens = F.relu(self.token_ups[i - 1](upsample2(tokens, align_corners=False)))
+                tokens_a, tokens_b = tokens.chunk(2)
                 feat = F.relu(self.feat_ups[i - 1](upsample2(feat, align_corners=False)))
             level_flow = resize_flow(flow, tokens_b.shape[-2:], align_corners=False)
             parts = [tokens_a, self.warp_fn(tokens_b, level_flow)]

@@ -1,0 +1,61 @@
+"""The fast inference path gives the outputs of the plain eager path (issue: performance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bsafusion import BSAFusion
+from bsafusion.inference import FastRestormerBlock, FoldedConv3x3, optimize_for_inference
+from bsafusion.layers.restormer import RestormerBlock
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 5), (7, 9)])
+def test_folded_conv_is_exact_including_borders(size):
+    torch.manual_seed(0)
+    pairs = [nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 5, 3, padding=1)) for _ in range(2)]
+    pairs = [p.double() for p in pairs]
+    folded = FoldedConv3x3(pairs).double()
+    x = torch.rand(2, 3, *size, dtype=torch.float64)
+    expected = torch.cat([p(x) for p in pairs], dim=1)
+    torch.testing.assert_close(folded(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_restormer_block_matches_reference():
+    torch.manual_seed(0)
+    block = RestormerBlock(3, 6).double().eval()
+    x = torch.rand(2, 3, 12, 20, dtype=torch.float64)
+    torch.testing.assert_close(FastRestormerBlock(block)(x), block(x), rtol=1e-10, atol=1e-10)
+
+
+def _assert_equivalent(model: BSAFusion, fixed: torch.Tensor, moving: torch.Tensor) -> None:
+    fast = optimize_for_inference(model)
+    with torch.inference_mode():
+        ref, out = model(fixed, moving), fast(fixed, moving)
+    torch.testing.assert_close(out.fused, ref.fused, rtol=0, atol=1e-3)
+    torch.testing.assert_close(out.aligned, ref.aligned, rtol=0, atol=1e-3)
+    torch.testing.assert_close(out.flow, ref.flow, rtol=0, atol=0.05)
+
+
+def test_fast_path_matches_eager_on_release_weights(reference_checkpoint, reference_outputs):
+    model = BSAFusion.from_release_checkpoint(reference_checkpoint)
+    fixed = torch.from_numpy(reference_outputs["ct__input_fixed"])
+    moving = torch.from_numpy(reference_outputs["ct__input_moving"])
+    _assert_equivalent(model, fixed, moving)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 16, 32), (1, 1, 80, 48)])
+def test_fast_path_matches_eager_on_random_weights(shape, generator):
+    torch.manual_seed(1)
+    model = BSAFusion().eval()
+    _assert_equivalent(model, torch.rand(shape, generator=generator),
+                       torch.rand(shape, generator=generator))
+
+
+def test_original_model_is_untouched():
+    model = BSAFusion()
+    fast = optimize_for_inference(model)
+    assert any(isinstance(m, RestormerBlock) for m in model.modules())
+    assert not any(isinstance(m, RestormerBlock) for m in fast.modules())
+    assert model.training and not fast.training
