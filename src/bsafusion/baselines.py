@@ -17,6 +17,7 @@ convention: (B, 2, H, W) in pixels, channel 0 = x (columns), 1 = y (rows), and
 from __future__ import annotations
 
 import logging
+import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -216,7 +217,11 @@ def elastix_register(fixed: np.ndarray, moving: np.ndarray,
     if settings.use_mask:
         mask = itk.image_from_array(foreground_mask(np.asarray(fixed, np.float32)))
         kwargs["fixed_mask"] = mask
-    _, transform = itk.elastix_registration_method(fixed_img, moving_img, **kwargs)
-    field = itk.transformix_deformation_field(moving_img, transform)
-    flow = np.asarray(itk.array_from_image(field), dtype=np.float32)  # (H, W, 2): x, y
+    with tempfile.TemporaryDirectory(prefix="bsafusion-elastix-") as tmp:
+        # elastix / transformix write their logs and the field file there, not into the cwd
+        _, transform = itk.elastix_registration_method(fixed_img, moving_img,
+                                                       output_directory=tmp, **kwargs)
+        field = itk.transformix_deformation_field(moving_img, transform, output_directory=tmp,
+                                                  log_to_console=False)
+        flow = np.array(itk.array_from_image(field), dtype=np.float32)  # (H, W, 2): x, y
     return np.ascontiguousarray(flow.transpose(2, 0, 1))

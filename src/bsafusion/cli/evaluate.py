@@ -1,0 +1,63 @@
+"""``bsafusion evaluate``: metric table of the network and the baselines on a test set."""
+
+from __future__ import annotations
+
+import argparse
+
+from bsafusion.cli.fuse import PAIRS
+
+METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-max", "identity-lap",
+           "elastix-lap")  # = bsafusion.evaluate.METHODS (not imported: keeps --help instant)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="score the network and baselines on the synthetic test set",
+        description="Build (or reuse) the deterministic deformed test set of --pair/--split/"
+        "--seed, run the network and the baselines on it and write OUT/metrics.csv (one row "
+        "per pair and method), OUT/summary.md (mean ± std, best in bold), panels of the best "
+        "and worst pairs and OUT/index.html. Without --weights and bundled weights, an "
+        "untrained seeded network is scored and the report says so.",
+    )
+    p.add_argument("--pair", type=str.lower, choices=PAIRS, default="ct", help="modality pair")
+    p.add_argument("--split", default="test", help="split of split.csv (test)")
+    p.add_argument("--seed", type=int, default=0, help="deformation (and untrained-net) seed")
+    p.add_argument("--weights", help="weights file (.safetensors or release .pt)")
+    p.add_argument("-o", "--out", required=True, help="report folder")
+    p.add_argument("--methods", nargs="+", metavar="M", default=list(METHODS),
+                   choices=(*METHODS, "none"),
+                   help=f"methods to run (default all: {' '.join(METHODS)}; 'none' with "
+                   "--fused-dir scores only that)")
+    p.add_argument("--testset", help="test set folder (default .cache/testsets/<PAIR>-<split>-"
+                   "seed<seed>[-<N>px]); built there if missing")
+    p.add_argument("--data", help="AANLIB folder for building the test set")
+    p.add_argument("--image-size", type=int, help="resize the test set (multiple of 16)")
+    p.add_argument("--limit", type=int, help="score only the first N pairs")
+    p.add_argument("--fused-dir", help="fused images of another method (<stem>.png)")
+    p.add_argument("--aligned-dir", help="its aligned moving images (<stem>.png)")
+    p.add_argument("--flow-dir", help="its fields (<stem>.npy, 2xHxW px, channel 0 = x)")
+    p.add_argument("--name", help="row name of that method (default: the folder name)")
+    p.add_argument("--landmarks", help="CSV pair,fixed_x,fixed_y,moving_x,moving_y -> TRE")
+    p.add_argument("--elastix-iterations", type=int, default=256,
+                   help="elastix iterations per resolution (256)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from bsafusion.evaluate import EvalConfig, evaluate
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    opt = {k: (Path(v) if v is not None else None) for k, v in (
+        ("testset", args.testset), ("data", args.data), ("fused_dir", args.fused_dir),
+        ("aligned_dir", args.aligned_dir), ("flow_dir", args.flow_dir),
+        ("landmarks", args.landmarks))}
+    result = evaluate(EvalConfig(
+        out_dir=Path(args.out), pair=args.pair, split=args.split, seed=args.seed,
+        weights=args.weights, methods=tuple(args.methods), image_size=args.image_size,
+        limit=args.limit, name=args.name, elastix_iterations=args.elastix_iterations, **opt))
+    print(f"scored {len(result.methods)} methods on {len({r['pair'] for r in result.rows})} "
+          f"pairs ({result.weights_label.split(':')[0]}) -> {result.files['index.html']}")
+    return 0
