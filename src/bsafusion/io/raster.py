@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,11 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict]:
                 img = img.convert("RGB")
             values = np.asarray(img)
             fmt = (img.format or path.suffix.lstrip(".")).lower()
-    except Image.DecompressionBombError as exc:
-        raise InputError(path, f"is too large to decode safely ({exc})") from None
+    except Image.DecompressionBombError as exc:  # Pillow refuses before we see the size
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)) / 1e6:.0f} M pixels" if found else "too many pixels"
+        raise InputError(path, f"is too large ({pixels}, limit {MAX_PIXELS / 1e6:.0f} M): crop "
+                               "or downsample it") from None
     except UnidentifiedImageError:
         raise InputError(path, "is not an image Pillow can read (PNG, JPEG, BMP, TIFF)") from None
     except (OSError, SyntaxError, ValueError) as exc:
