@@ -91,7 +91,7 @@ def fuse_laplacian(fixed: Tensor, moving: Tensor, levels: int = 4) -> Tensor:
         raise ConfigError("levels", f"{levels} levels do not fit a {tuple(fixed.shape[-2:])} image")
     pa, pb = _laplacian_pyramid(fixed, levels), _laplacian_pyramid(moving, levels)
     out = (pa[-1] + pb[-1]) / 2
-    for la, lb in zip(reversed(pa[:-1]), reversed(pb[:-1])):
+    for la, lb in zip(reversed(pa[:-1]), reversed(pb[:-1]), strict=True):
         out = _expand(out, la.shape[-2:]) + torch.where(la.abs() >= lb.abs(), la, lb)
     return out.clamp(0.0, 1.0)
 

@@ -40,7 +40,7 @@ from bsafusion.ops.warp import warp
 
 __all__ = [
     "DEFAULT_METHODS", "METHODS", "EvalConfig", "EvalResult", "MethodOutput", "Testset",
-    "evaluate", "load_landmarks", "load_testset", "tre",
+    "evaluate", "load_landmarks", "load_testset",
 ]
 
 log = logging.getLogger(__name__)
@@ -188,30 +188,6 @@ def load_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def tre(flow: Tensor, points: np.ndarray) -> float:
-    """Mean target registration error (px) of a field on landmark pairs.
-
-    The field maps a fixed point p to ``p + flow(p)`` in the moving image (bilinear sample of
-    the field at p); TRE is the mean distance to the matching moving landmark.
-
-    Args:
-        flow: (1, 2, H, W) px, channel 0 = x.
-        points: (K, 4) fixed_x, fixed_y, moving_x, moving_y.
-    """
-    pts = torch.as_tensor(points, dtype=flow.dtype)
-    h, w = flow.shape[-2:]
-    grid = torch.stack((pts[:, 0] * 2 / max(w - 1, 1) - 1, pts[:, 1] * 2 / max(h - 1, 1) - 1), -1)
-    sampled = torch.nn.functional.grid_sample(flow, grid.view(1, 1, -1, 2), mode="bilinear",
-                                              padding_mode="border", align_corners=True)[0, :, 0]
-    target = pts[:, :2] + sampled.T
-    return float((target - pts[:, 2:]).norm(dim=1).mean())
-
-
-def inverse_consistency(flow_ab: Tensor, flow_ba: Tensor) -> float:
-    """Mean |φ_AB(p) + φ_BA(p + φ_AB(p))| (px): 0 when the two fields invert each other."""
-    return float((flow_ab + warp(flow_ba, flow_ab)).norm(dim=1).mean())
-
-
 # ---------------------------------------------------------------------------- methods
 def _quantise(x: Tensor) -> Tensor:
     return torch.round(x.clamp(0, 1) * 255) / 255
@@ -324,9 +300,9 @@ def score(ts: Testset, i: int, out: MethodOutput, landmarks: np.ndarray | None) 
         row["EPE"], row["EPE_p95"] = float(mean[0]), float(p95[0])
         row["fold_pct"] = float(reg.folding_percent(out.flow)[0])
         if out.reverse is not None:
-            row["inv_cons"] = inverse_consistency(out.flow, out.reverse)
+            row["inv_cons"] = float(reg.inverse_consistency(out.flow, out.reverse)[0])
         if landmarks is not None:
-            row["TRE"] = tre(out.flow, landmarks)
+            row["TRE"] = float(reg.landmark_tre(out.flow, torch.from_numpy(landmarks)).mean())
     row.update(fusion_metrics_mod.fusion_metrics(fixed[0, 0], label[0, 0],
                                                  _quantise(out.fused)[0, 0]))
     row["time_s"] = out.seconds

@@ -26,14 +26,16 @@ from bsafusion.metrics.fusion import HIGHER_IS_BETTER
 __all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
 
 # (column key, header, higher is better, format)
-_REG = [("NCC", "NCC", True, ".3f"), ("MSE", "MSE", False, ".4f"), ("SSIM_reg", "SSIM", True, ".3f"),
+_REG = [("NCC", "NCC", True, ".3f"), ("MSE", "MSE", False, ".4f"),
+        ("SSIM_reg", "SSIM", True, ".3f"),
         ("EPE", "EPE (px)", False, ".2f"), ("EPE_p95", "EPE p95 (px)", False, ".2f"),
         ("fold_pct", "fold %", False, ".2f"), ("inv_cons", "inv. cons. (px)", False, ".2f"),
         ("TRE", "TRE (px)", False, ".2f"), ("time_s", "time / pair (s)", False, ".3f")]
 _FMT = {"EN": ".3f", "SD": ".2f", "SF": ".2f", "AG": ".3f", "MI": ".3f", "FMI": ".3f",
         "Qabf": ".3f", "SSIM": ".3f", "MS-SSIM": ".3f", "VIF": ".3f", "PSNR": ".2f", "CC": ".3f",
         "SCD": ".3f", "Qcb": ".3f", "Qcv": ".1f"}
-_FUS1 = [(k, k, HIGHER_IS_BETTER[k], _FMT[k]) for k in ("EN", "SD", "SF", "AG", "MI", "FMI", "Qabf")]
+_FUS1 = [(k, k, HIGHER_IS_BETTER[k], _FMT[k])
+         for k in ("EN", "SD", "SF", "AG", "MI", "FMI", "Qabf")]
 _FUS2 = [(k, k + (" ↓" if not HIGHER_IS_BETTER[k] else ""), HIGHER_IS_BETTER[k], _FMT[k])
          for k in ("SSIM", "MS-SSIM", "VIF", "PSNR", "CC", "SCD", "Qcb", "Qcv")]
 TABLES = (
@@ -71,7 +73,7 @@ def summary_tables(rows: list[dict], methods: tuple[str, ...]) -> list[tuple[str
             means = [_stats(rows, m, key) for m in methods]
             finite = [mu for mu, _, n in means if n and math.isfinite(mu)]
             best = (max if higher else min)(finite) if len(finite) > 1 else None
-            for line, (mu, sd, n) in zip(body, means):
+            for line, (mu, sd, n) in zip(body, means, strict=True):
                 text = "–" if not n else f"{mu:{fmt}} ± {sd:{fmt}}"
                 line.append((text, best is not None and n > 0 and
                              f"{mu:{fmt}}" == f"{best:{fmt}}"))

@@ -65,7 +65,7 @@ def test_psnr_cc_scd_hand_values():
 
 
 def test_ssim_and_ms_ssim_of_constant_images():
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    c1 = (0.01 * 255) ** 2
     x, f = 0.5 * 255, 0.25 * 255
     luminance = (2 * x * f + c1) / (x * x + f * f + c1)  # contrast-structure term is c2/c2 = 1
     a = np.full((16, 16), 0.5)

@@ -323,7 +323,8 @@ def correlation(a, b, fused) -> float:
 
 
 def scd(a, b, fused) -> float:
-    """SCD = r(F - B, A) + r(F - A, B), sum of correlations of differences (Aslantas & Bendes 2015)."""
+    """SCD = r(F - B, A) + r(F - A, B): sum of correlations of differences (Aslantas & Bendes
+    2015)."""
     ta, tb, tf = _sources(a, b, fused)
     return _pearson(tf - tb, ta) + _pearson(tf - ta, tb)
 

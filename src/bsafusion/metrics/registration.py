@@ -13,15 +13,19 @@ Stable public names (other modules and the evaluation report rely on them): :fun
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from bsafusion.ops.filters2d import ssim_map
+from bsafusion.ops.warp import warp
 
 __all__ = [
     "endpoint_error",
     "endpoint_error_stats",
     "folding_percent",
+    "inverse_consistency",
     "jacobian_determinant",
+    "landmark_tre",
     "mse",
     "ncc",
     "registration_metrics",
@@ -152,3 +156,39 @@ def registration_metrics(aligned: Tensor, label: Tensor, flow: Tensor | None = N
         if flow_gt is not None:
             out["epe_mean"], out["epe_p95"] = endpoint_error_stats(flow, flow_gt)
     return out
+
+
+def inverse_consistency(flow_ab: Tensor, flow_ba: Tensor) -> Tensor:
+    """Mean inverse-consistency error ``|flow_ab(p) + flow_ba(p + flow_ab(p))|`` in px.
+
+    0 when the map of ``flow_ba`` inverts the map of ``flow_ab``. ``flow_ba`` is sampled at
+    ``p + flow_ab(p)`` with the exact warp (bilinear, border clamp).
+
+    Args:
+        flow_ab: (B, 2, H, W) px, samples B in A's frame (channel 0 = x).
+        flow_ba: (B, 2, H, W) px, the reverse field (samples A in B's frame).
+    Returns:
+        (B,) px.
+    """
+    return (flow_ab + warp(flow_ba, flow_ab)).norm(dim=1).flatten(1).mean(dim=1)
+
+
+def landmark_tre(flow: Tensor, points: Tensor) -> Tensor:
+    """Target registration error of one field on landmark pairs, in px.
+
+    A fixed landmark p maps to ``p + flow(p)`` in the moving image (the field sampled
+    bilinearly at p, border clamp); TRE is the distance to the matching moving landmark.
+
+    Args:
+        flow: (1, 2, H, W) or (2, H, W) px, channel 0 = x, samples the moving image.
+        points: (K, 4) px: fixed_x, fixed_y, moving_x, moving_y.
+    Returns:
+        (K,) px (average it for the pair's mean TRE).
+    """
+    flow = flow.reshape(1, 2, *flow.shape[-2:])
+    pts = torch.as_tensor(points, dtype=flow.dtype, device=flow.device).reshape(-1, 4)
+    h, w = flow.shape[-2:]
+    grid = torch.stack((pts[:, 0] * 2 / max(w - 1, 1) - 1, pts[:, 1] * 2 / max(h - 1, 1) - 1), -1)
+    sampled = F.grid_sample(flow, grid.view(1, 1, -1, 2), mode="bilinear",
+                            padding_mode="border", align_corners=True)[0, :, 0]
+    return (pts[:, :2] + sampled.T - pts[:, 2:]).norm(dim=1)
