@@ -22,6 +22,16 @@ from bsafusion.samples import sample_pairs
 from .conftest import REPO
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, torch's thread pool under contention
+    makes small convolutions ~100x slower. Restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="module")
 def model() -> BSAFusion:
     torch.manual_seed(0)
@@ -93,7 +103,7 @@ def test_layouts_numpy_torch_batches(model):
     assert t.flow.shape == (2, 2, 32, 48)
     t2 = fuser(torch.rand(32, 32), torch.rand(32, 32))
     assert t2.fused.shape == (32, 32) and t2.flow.shape == (2, 32, 32)
-    u8 = fuser((_smooth(32, 32) * 255).astype(np.uint8), (_smooth(32, 32, 1) * 255).astype(np.uint8))
+    u8 = fuser(*((_smooth(32, 32, i) * 255).astype(np.uint8) for i in (0, 1)))
     assert u8.fused.dtype == np.float32
     reg = fuser.register(_smooth(32, 32), _smooth(32, 32, 1))
     assert reg.fused is None and reg.aligned.shape == (32, 32)

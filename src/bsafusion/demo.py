@@ -19,7 +19,7 @@ import torch
 from bsafusion.io.image import ImageData, load_image
 from bsafusion.ops.grid import pixel_grid
 from bsafusion.ops.warp import warp
-from bsafusion.outputs import write_result
+from bsafusion.outputs import check_outputs_free, write_result
 from bsafusion.samples import sample_pairs
 
 __all__ = ["demo_deformation", "demo_pair", "run_demo"]
@@ -49,6 +49,8 @@ def demo_pair(pair: str = "ct") -> tuple[str, ImageData, ImageData]:
 def run_demo(fuser, pair: str, out_dir: str | os.PathLike, *, panel: bool = True,
              overwrite: bool = False, register_only: bool = False) -> list[Path]:
     """Fuse (or register) the demo pair of ``pair`` and write the output layout."""
+    check_outputs_free(out_dir, sample_pairs(pair)[0].name, register_only=register_only,
+                       panel=panel, overwrite=overwrite)
     stem, fixed, moving = demo_pair(pair)
     result = (fuser.register if register_only else fuser.fuse)(fixed.array, moving.array)
     return write_result(out_dir, stem, result, fixed=fixed.array, moving=moving.array,

@@ -31,8 +31,8 @@ from bsafusion.io.atomic import atomic_write
 from bsafusion.io.image import IMAGE_SUFFIXES, ImageData, file_stem, load_image, write_image
 from bsafusion.viz import save_panel
 
-__all__ = ["FORMATS", "BatchSummary", "fuse_files", "fuse_folder", "match_pairs",
-           "prepare_out_dir", "write_result"]
+__all__ = ["FORMATS", "BatchSummary", "check_outputs_free", "fuse_files", "fuse_folder",
+           "match_pairs", "prepare_out_dir", "write_result"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,15 @@ def _check_free(targets: dict[str, Path], overwrite: bool) -> None:
     for path in targets.values():
         if path.exists() and not overwrite:
             raise InputError(path, "exists (pass --overwrite to replace it)")
+
+
+def check_outputs_free(out_dir: str | os.PathLike, stem: str, *, fmt: str = "png",
+                       register_only: bool = False, panel: bool = True,
+                       overwrite: bool = False) -> None:
+    """Raise :class:`InputError` if an output of ``stem`` exists and ``overwrite`` is off
+    (checked before any work, so a refused run costs nothing)."""
+    _check_free(_targets(prepare_out_dir(out_dir), stem, FORMATS[fmt], fused=not register_only,
+                         panel=panel and not register_only), overwrite)
 
 
 def _pick_format(fmt: str | None, fixed: ImageData) -> str:
@@ -161,8 +170,8 @@ def fuse_files(fuser, fixed: str | os.PathLike, moving: str | os.PathLike,
     out = prepare_out_dir(out_dir)
     fixed_img, moving_img = load_image(fixed), load_image(moving)
     fmt = _pick_format(fmt, fixed_img)
-    _check_free(_targets(out, stem, FORMATS[fmt], fused=not register_only,
-                         panel=panel and not register_only), overwrite)
+    check_outputs_free(out, stem, fmt=fmt, register_only=register_only, panel=panel,
+                       overwrite=overwrite)
     if fixed_img.is_volume != moving_img.is_volume:
         raise InputError(moving, "one input is a 3-D volume and the other a 2-D image")
     try:
