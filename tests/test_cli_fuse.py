@@ -297,3 +297,25 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path, weights, capsys):
     assert "exists (pass --overwrite" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before
     assert main([*argv, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("command", [[], ["fuse"], ["register"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: bsafusion" in capsys.readouterr().out
+
+
+def test_float_tiff_in_float_tiff_out(tmp_path, weights):
+    """--format tif keeps 32-bit float inputs as float32 TIFFs; aligned in the moving's units."""
+    for name, seed, scale in (("mri", 0, 1.0), ("ct", 1, 3000.0)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", (_phantom(64, 80, seed) * scale - 1000 * (
+            scale > 1)).astype(np.float32))
+    code = main([str(a) for a in ("register", tmp_path / "mri.tif", tmp_path / "ct.tif",
+                                  "--weights", weights, "--work-size", "32", "--format", "tif",
+                                  "-o", tmp_path / "out")])
+    assert code == 0
+    aligned = tifffile.imread(tmp_path / "out" / "aligned" / "ct.tif")
+    assert aligned.dtype == np.float32 and aligned.shape == (64, 80)
+    assert aligned.min() < -900 and aligned.max() > 1000

@@ -133,10 +133,12 @@ def write_result(out_dir: str | os.PathLike, stem: str, result, *, fixed: np.nda
 
 def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray, result) -> None:
     fused, aligned, flow = result.fused, result.aligned, result.flow
-    if fixed.ndim == 3 and flow.ndim == 4:  # a volume: its middle slice (along the last axis)
-        k = fixed.shape[2] // 2
-        fixed, moving, aligned = fixed[..., k], moving[..., k], aligned[..., k]
-        fused, flow = (fused[..., k] if fused is not None else None), flow[:2, ..., k]
+    if fixed.ndim == 3 and flow.ndim == 4:  # a volume: its middle slice along the slicing axis
+        axis = (result.meta or {}).get("axis", 2)
+        k = fixed.shape[axis] // 2
+        fixed, moving, aligned = (np.take(v, k, axis=axis) for v in (fixed, moving, aligned))
+        fused = np.take(fused, k, axis=axis) if fused is not None else None
+        flow = np.take(flow, k, axis=axis + 1)
     if moving.shape[:2] != fixed.shape[:2]:  # display only: put it on the fixed grid
         img = Image.fromarray(np.asarray(moving, np.float32) if moving.ndim == 2 else
                               np.round(np.clip(moving, 0, 1) * 255).astype(np.uint8))
