@@ -19,6 +19,7 @@ Conventions (published numbers disagree mostly through these, so they are fixed 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -84,16 +85,19 @@ def _sep_filter(stack: Tensor, g: Tensor, mode: str = "valid") -> Tensor:
     Done as two banded matrix products (float64 BLAS is much faster than float64 conv2d).
     """
     rows, cols = stack.shape[-2:]
-    return _band(rows, g, mode).to(stack) @ stack @ _band(cols, g, mode).to(stack).T
+    taps = tuple(g.tolist())
+    return _band(rows, taps, mode).to(stack) @ stack @ _band(cols, taps, mode).to(stack).T
 
 
-def _band(size: int, g: Tensor, mode: str) -> Tensor:
+@functools.lru_cache(maxsize=64)
+def _band(size: int, taps: tuple[float, ...], mode: str) -> Tensor:
     """(out, size) matrix M with (M @ x)[i] = Σ_k g[k] x[i + k - offset] (zero outside)."""
-    n = g.numel()
+    n = len(taps)
+    g = torch.tensor(taps, dtype=torch.float64)
     out, offset = (size - n + 1, 0) if mode == "valid" else (size, n // 2)
     k = torch.arange(size)[None, :] - torch.arange(max(out, 0))[:, None] + offset
     inside = (k >= 0) & (k < n)
-    return torch.where(inside, g.to(torch.float64)[k.clamp(0, n - 1)], 0.0)
+    return torch.where(inside, g[k.clamp(0, n - 1)], 0.0)
 
 
 def _levels(t: Tensor) -> Tensor:
