@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from bsafusion.evaluate import EvalConfig, evaluate
-
     import torch
+
+    from bsafusion.evaluate import EvalConfig, evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))
