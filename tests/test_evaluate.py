@@ -190,3 +190,18 @@ def test_cli_errors_are_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "--fused-dir" in proc.stderr
     assert not (tmp_path / "r").exists()
     assert os.path.exists(tmp_path)
+
+
+def test_colour_pair_is_scored_on_y_and_shown_in_colour(tmp_path, aanlib_dir):
+    from PIL import Image
+
+    result = evaluate(EvalConfig(
+        out_dir=tmp_path / "report", pair="pet", seed=0, data=aanlib_dir,
+        testset=tmp_path / "ts", image_size=64, limit=1, methods=("identity-avg",)))
+    (row,) = result.rows
+    assert 0.0 < row["NCC"] <= 1.0 and np.isfinite(row["Qabf"])
+    ts = load_testset(tmp_path / "ts", limit=1)
+    assert ts.chroma is not None and ts.moving.shape[1] == 1
+    (panel,) = (tmp_path / "report").glob("panel_best_*.png")
+    arr = np.asarray(Image.open(panel).convert("RGB")).astype(int)
+    assert (np.abs(arr[..., 0] - arr[..., 2]) > 40).any()  # pseudo-colour survived

@@ -22,6 +22,8 @@ from PIL import Image, ImageDraw
 
 from bsafusion.io.atomic import atomic_write
 from bsafusion.metrics.fusion import HIGHER_IS_BETTER
+from bsafusion.ops.color import ycbcr_to_rgb
+from bsafusion.ops.warp import warp
 
 __all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
 
@@ -99,7 +101,7 @@ def machine_label() -> str:
     except OSError:
         pass
     return (f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
+            f"({torch.get_num_threads()} torch thread(s))")
 
 
 def _header(cfg, ts, weights_label: str, rows: list[dict]) -> list[tuple[str, str]]:
@@ -131,6 +133,10 @@ def display_images(ts, i: int, out) -> dict[str, np.ndarray]:
     aligned = out.aligned if bool(torch.isfinite(out.aligned).all()) else torch.zeros_like(
         out.fused)
     diff = ((aligned - ts.label[i:i + 1]).abs() * 4).clamp(0, 1)
+    if ts.chroma is not None:  # colour pairs: show the aligned image in colour too
+        chroma = ts.chroma[i:i + 1]
+        chroma = warp(chroma, out.flow) if out.flow is not None else chroma
+        aligned = ycbcr_to_rgb(torch.cat((aligned, chroma), 1))
     return {"aligned": _u8(aligned), "diff": _u8(diff),
             "fused": _u8(out.fused_rgb if out.fused_rgb is not None else out.fused)}
 
@@ -142,7 +148,10 @@ def _panel(ts, i: int, methods, shown, tile: int = 160) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for c, title in enumerate(cols):
         draw.text((left + c * tile + 4, 4), title, fill="black")
-    fixed, moving = _u8(ts.fixed[i:i + 1]), _u8(ts.moving[i:i + 1])
+    moving = ts.moving[i:i + 1]
+    if ts.chroma is not None:
+        moving = ycbcr_to_rgb(torch.cat((moving, ts.chroma[i:i + 1]), 1))
+    fixed, moving = _u8(ts.fixed[i:i + 1]), _u8(moving)
     for r, method in enumerate(methods):
         draw.text((4, top + r * tile + tile // 2 - 6), method, fill="black")
         tiles = (fixed, moving, *(shown[(i, method)][k] for k in ("aligned", "diff", "fused")))
