@@ -168,6 +168,9 @@ def test_prealign_restores_a_rotated_shifted_pair(model):
     np.testing.assert_allclose(res.aligned, again.numpy(), rtol=0, atol=1e-5)
     (matrix, _), = res.meta["prealign"]
     assert abs(math.degrees(math.atan2(matrix[1, 0], matrix[0, 0])) + 20.0) < 1.5
+    # affine = rigid + a refinement kept only when it helps MI: still far better than nothing
+    affine = Fuser(model, work_size=64, prealign="affine")(mri, moved)
+    assert _ncc(affine.aligned, ct) > broken + 0.2
 
 
 def test_readme_python_snippet_runs(tmp_path, monkeypatch, model):
