@@ -237,6 +237,11 @@ def _case(name, tmp, good_f, good_m, weights):
         nib.save(nib.Nifti1Image(np.ones((20, 20, 5), np.float32), np.eye(4)), tmp / "v.nii.gz")
         (tmp / "v.nii.gz").write_bytes((tmp / "v.nii.gz").read_bytes()[:100])
         return with_moving(tmp / "v.nii.gz"), "v.nii.gz: is not a readable NIfTI image"
+    if name == "only one image":
+        return ["fuse", good_f, "--weights", weights, "-o", tmp / "out"], \
+            "fuse: give both FIXED and MOVING"
+    if name == "batch without --moving-dir":
+        return ["register", "--fixed-dir", tmp, "-o", tmp / "out"], "--moving-dir: missing"
     if name == "not dicom":
         pytest.importorskip("pydicom")
         (tmp / "x.dcm").write_bytes(b"garbage" * 50)
@@ -249,7 +254,8 @@ BAD_CASES = [
     "2-channel image", "4-channel image", "nan in tiff", "inf in tiff", "constant image",
     "huge image", "colour MRI", "directory as input", "unknown --pair", "output is a file",
     "output under a file", "corrupt weights", "weights fail sha256", "missing weights",
-    "no bundled weights", "truncated nifti", "not dicom",
+    "no bundled weights", "truncated nifti", "not dicom", "only one image",
+    "batch without --moving-dir",
 ]
 
 

@@ -211,10 +211,11 @@ class Fuser:
                     register_only: bool = False, batch_size: int = 16) -> FusionResult:
         """Fuse two grey volumes (X, Y, Z) in [0, 1] slice by slice along ``axis``.
 
-        Slices where both images are constant (outside the body) are passed through with a
-        zero flow. Returns volumes in the fixed volume's shape; ``flow`` is (2, X, Y, Z) px
-        with channel 0 along the slice's columns (the later in-plane axis) and channel 1 along
-        its rows (the earlier one); no motion along ``axis``.
+        Slices where either image is constant (outside the body) are passed through with a
+        zero flow (``aligned`` = moving, ``fused`` = fixed). Returns volumes in the fixed
+        volume's shape; ``flow`` is (2, X, Y, Z) px with channel 0 along the slice's columns
+        (the later in-plane axis) and channel 1 along its rows (the earlier one); no motion
+        along ``axis``.
         """
         from bsafusion.volume import fuse_volume
 

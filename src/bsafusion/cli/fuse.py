@@ -52,30 +52,30 @@ def run(args: argparse.Namespace) -> int:
     from bsafusion.outputs import fuse_folder
 
     setup_logging(args.verbose)
-    fuser = load_fuser(args, check_pair(args.pair))
-    opts = {"register_only": args.register_only, "overwrite": args.overwrite,
-            "panel": not getattr(args, "no_panel", True)}
-    verb = "registered" if args.register_only else "fused"
     batch = args.fixed_dir or args.moving_dir
     if sum(map(bool, (args.demo, batch, args.fixed or args.moving))) != 1:
         raise InputError(args.command, "give FIXED MOVING, or --fixed-dir and --moving-dir, or "
                                        "--demo (one of them)")
+    if batch and not (args.fixed_dir and args.moving_dir):
+        raise InputError("--fixed-dir" if not args.fixed_dir else "--moving-dir", "missing")
+    if not (args.demo or batch or (args.fixed and args.moving)):
+        raise InputError(args.command, "give both FIXED and MOVING")
+    fuser = load_fuser(args, check_pair(args.pair))
+    opts = {"register_only": args.register_only, "overwrite": args.overwrite,
+            "panel": not getattr(args, "no_panel", True)}
+    verb = "registered" if args.register_only else "fused"
     if args.demo:
         paths = run_demo(fuser, args.pair, args.out, **opts)
     elif batch:
-        if not (args.fixed_dir and args.moving_dir):
-            raise InputError("--fixed-dir" if not args.fixed_dir else "--moving-dir", "missing")
         summary = fuse_folder(fuser, args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
                               axis=args.axis, progress=Progress(verb), **opts)
         for where, problem in summary.failed:
-            print(f"bsafusion: failed: {where}: {problem}", file=sys.stderr)
+            print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
         print(f"{len(summary.fused)} {verb}, {len(summary.failed)} failed")
         return 1 if summary.failed else 0
-    elif args.fixed and args.moving:
+    else:
         paths = fuser.fuse_files(args.fixed, args.moving, args.out, fmt=args.format,
                                  axis=args.axis, **opts)
-    else:
-        raise InputError(args.command, "give both FIXED and MOVING")
     print(f"{verb} -> {', '.join(str(p) for p in paths)}")
     return 0
 
