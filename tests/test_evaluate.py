@@ -178,6 +178,14 @@ def test_bad_landmarks_and_options(tmp_path, run):
         load_landmarks(bad)
     with pytest.raises(ConfigError):
         evaluate(EvalConfig(out_dir=tmp_path, testset=testset, image_size=64, methods=("nope",)))
+    ts = load_testset(testset, limit=1)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "fl").mkdir()
+    write_png(tmp_path / "f" / f"{ts.names[0]}.png", ts.fixed[0, 0].numpy())
+    np.save(tmp_path / "fl" / f"{ts.names[0]}.npy", np.zeros((64, 64, 2), np.float32))
+    with pytest.raises(InputError, match=r"expected a \(2, H, W\) field"):
+        evaluate(EvalConfig(out_dir=tmp_path / "r", testset=testset, image_size=64, limit=1,
+                            methods=("none",), fused_dir=tmp_path / "f", flow_dir=tmp_path / "fl"))
     with pytest.raises(InputError, match="holds a test set"):
         evaluate(EvalConfig(out_dir=tmp_path, testset=testset, seed=1, image_size=64,
                             methods=("identity-avg",)))

@@ -273,6 +273,9 @@ def external_output(ts: Testset, i: int, cfg: EvalConfig) -> MethodOutput:
     aligned = _grey_and_chroma(find(cfg.aligned_dir, images))[0] if cfg.aligned_dir else None
     flow = (torch.from_numpy(np.load(find(cfg.flow_dir, (".npy",))))[None].float()
             if cfg.flow_dir else None)
+    if flow is not None and (flow.dim() != 4 or flow.shape[1] != 2):
+        raise InputError(cfg.flow_dir, f"{stem}.npy: expected a (2, H, W) field, got "
+                         f"{tuple(flow.shape[1:])}")
     if flow is not None and aligned is None:
         aligned = warp(ts.moving[i:i + 1], flow)
     size = tuple(ts.fixed.shape[-2:])
