@@ -113,10 +113,10 @@ def fuse_network_zero_flow(model: BSAFusion, fixed: Tensor, moving: Tensor) -> T
     check_shape(moving, f"{size['B']} 1 {size['H']} {size['W']}", "moving")
     p = model.config.patch_size
     grid = (size["H"] // p, size["W"] // p)
-    shallow_a, enc_a = model.encoder(fixed)
-    shallow_b, enc_b = model.encoder(moving)
-    tokens_a = model.classifier(enc_a)[2]
-    tokens_b = model.classifier(enc_b)[2]
+    # as in BSAFusion.forward: the shared encoder and classifier see A and B as one batch
+    shallow, enc = model.encoder(torch.cat((fixed, moving)))
+    shallow_a, shallow_b = shallow.chunk(2)
+    tokens_a, tokens_b = model.classifier(enc)[2].chunk(2)
     zero = fixed.new_zeros(size["B"], 2, size["H"], size["W"])
     return model.decoder(shallow_a, shallow_b, tokens_to_map(tokens_a, grid),
                          tokens_to_map(tokens_b, grid), zero)
