@@ -213,3 +213,17 @@ def test_colour_pair_is_scored_on_y_and_shown_in_colour(tmp_path, aanlib_dir):
     (panel,) = (tmp_path / "report").glob("panel_best_*.png")
     arr = np.asarray(Image.open(panel).convert("RGB")).astype(int)
     assert (np.abs(arr[..., 0] - arr[..., 2]) > 40).any()  # pseudo-colour survived
+
+
+def test_weights_file_is_used_and_named(run, tmp_path):
+    from bsafusion.model.bsafusion import BSAFusion
+
+    testset, _, _ = run
+    torch.manual_seed(1)
+    weights = tmp_path / "w.safetensors"
+    BSAFusion().save_pretrained(weights)
+    result = evaluate(EvalConfig(out_dir=tmp_path / "r", testset=testset, image_size=64, limit=1,
+                                 weights=str(weights), methods=("bsafusion",)))
+    assert result.weights_label == f"weights file {weights}"
+    text = (tmp_path / "r" / "summary.md").read_text()
+    assert "UNTRAINED" not in text and str(weights) in text
