@@ -216,7 +216,8 @@ def _html(cfg, header, tables, panels) -> str:
         f"<title>bsafusion evaluation: {e(cfg.pair.upper())}-MRI {e(cfg.split)}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
         "margin-bottom:1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style>",
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}dt{font-weight:bold}"
+        "</style>",
         "</head>", "<body>",
         f"<h1>Evaluation: {e(cfg.pair.upper())}-MRI, {e(cfg.split)} split</h1>", "<dl>",
     ]
