@@ -162,6 +162,9 @@ class DeformConfig:
         sigma: its standard deviation in pixels.
         inverse_tol: accuracy (px) of the numerical inversion of the field.
         inverse_max_iter: fixed-point iteration cap of the inversion.
+        reference_size: image side for which ``elastic_px``, ``kernel_size`` and ``sigma`` are
+            given; an image of side ``n = min(H, W)`` scales them by ``n / reference_size`` (so
+            a 64x64 image is deformed like a 256x256 one, relatively). None: use them as is.
     """
 
     elastic_px: tuple[float, float] = (10.0, 10.0)
@@ -171,6 +174,7 @@ class DeformConfig:
     sigma: float = 16.0
     inverse_tol: float = 0.01
     inverse_max_iter: int = 100
+    reference_size: int | None = 256
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.elastic_px)
@@ -178,13 +182,15 @@ class DeformConfig:
         if not 0.0 <= lo <= hi:
             raise ConfigError("elastic_px", f"needs 0 <= low <= high, got {self.elastic_px}")
         if not 0.0 <= self.translation < 0.5:
-            raise ConfigError("translation", f"needs 0 <= translation < 0.5, got {self.translation}")
+            raise ConfigError("translation", f"needs 0 <= value < 0.5, got {self.translation}")
         if self.rotation_deg < 0:
             raise ConfigError("rotation_deg", "must be >= 0")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError("kernel_size", f"must be odd and positive, got {self.kernel_size}")
         if self.sigma <= 0 or self.inverse_tol <= 0 or self.inverse_max_iter < 1:
             raise ConfigError("sigma", "sigma, inverse_tol and inverse_max_iter must be positive")
+        if self.reference_size is not None and self.reference_size < 1:
+            raise ConfigError("reference_size", "must be positive or None")
 
     @classmethod
     def training(cls) -> DeformConfig:

@@ -10,7 +10,8 @@ from bsafusion.data.deform import deform, inverse_residual, invert_flow, random_
 from bsafusion.errors import ConfigError, InputError
 from bsafusion.ops.warp import warp
 
-SMALL = DeformConfig(elastic_px=(4.0, 4.0), translation=0.02, kernel_size=31, sigma=5.0)
+SMALL = DeformConfig(elastic_px=(4.0, 4.0), translation=0.02, kernel_size=31, sigma=5.0,
+                     reference_size=None)  # amplitudes in px of the test image
 
 
 def _blobs(b: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -23,7 +24,8 @@ def _blobs(b: int, size: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def test_inverse_within_tolerance(generator):
-    cfg = DeformConfig(elastic_px=(4.0, 4.0), kernel_size=41, sigma=8.0, rotation_deg=3.0)
+    cfg = DeformConfig(elastic_px=(4.0, 4.0), kernel_size=41, sigma=8.0, rotation_deg=3.0,
+                       reference_size=None)
     flow = random_flow(3, 48, 40, cfg, generator=generator)
     inv = invert_flow(flow, tol=0.01)
     assert inverse_residual(flow, inv).max() <= 0.01
@@ -63,13 +65,21 @@ def test_flow_matches_the_network_convention_for_a_translation(generator):
 
 
 def test_amplitude_and_translation_bounds(generator):
-    cfg = DeformConfig(elastic_px=(5.0, 5.0), translation=0.0, kernel_size=21, sigma=4.0)
+    cfg = DeformConfig(elastic_px=(5.0, 5.0), translation=0.0, kernel_size=21, sigma=4.0,
+                       reference_size=None)
     flow = random_flow(4, 40, 40, cfg, generator=generator)
     peak = flow.norm(dim=1).amax(dim=(-2, -1))
     torch.testing.assert_close(peak, torch.full((4,), 5.0), rtol=1e-5, atol=1e-5)
     cfg = DeformConfig(elastic_px=(0.0, 0.0), translation=0.05)
     flow = random_flow(64, 20, 40, cfg, generator=generator)
     assert flow[:, 0].abs().max() <= 0.05 * 40 + 1e-5 and flow[:, 1].abs().max() <= 1.0 + 1e-5
+
+
+def test_amplitude_scales_with_the_image_size(generator):
+    cfg = DeformConfig(elastic_px=(8.0, 8.0), translation=0.0)  # given for 256 x 256
+    flow = random_flow(2, 64, 64, cfg, generator=generator)
+    torch.testing.assert_close(flow.norm(dim=1).amax(dim=(-2, -1)), torch.full((2,), 2.0),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_seeded_and_batched(generator):

@@ -39,7 +39,8 @@ def test_ssim_hand_values():
     # two flat images a, b: only the luminance term remains, (2ab + c1) / (a^2 + b^2 + c1)
     x, y = x.double(), torch.full((1, 1, 16, 16), 0.25, dtype=torch.float64)
     expected = (2 * 0.5 * 0.25 + 1e-4) / (0.25 + 0.0625 + 1e-4)
-    torch.testing.assert_close(ssim_map(x, y), torch.full_like(x, expected), rtol=0, atol=1e-7)  # eps 1e-12 in the denominator
+    # atol: the eps of 1e-12 in the denominator
+    torch.testing.assert_close(ssim_map(x, y), torch.full_like(x, expected), rtol=0, atol=1e-7)
 
 
 def test_sobel_hand_values():

@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from bsafusion import __version__
-from bsafusion.cli import convert, evaluate, fuse, make_split, make_testset, register
+from bsafusion.cli import convert, evaluate, export, fuse, make_split, make_testset, register, train
 from bsafusion.errors import BsafusionError
 
 __all__ = ["build_parser", "main"]
 
 # Each module offers ``add_parser(subparsers)`` that sets ``handler`` on its parser.
-COMMANDS = (fuse, register, convert, make_split, make_testset, evaluate)
+COMMANDS = (fuse, register, convert, make_split, make_testset, train, export, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

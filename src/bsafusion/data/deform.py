@@ -62,16 +62,20 @@ def random_flow(batch: int, height: int, width: int, config: DeformConfig | None
         generator: source of randomness; its device is the device of the result.
     Returns:
         (B, 2, H, W) in pixels; channel 0 = x, 1 = y. The elastic part of each sample has a
-        maximum displacement (L2 norm over the image) drawn in ``config.elastic_px``.
+        maximum displacement (L2 norm over the image) drawn in ``config.elastic_px`` (scaled
+        by ``min(H, W) / config.reference_size`` when that is set, as are the kernel and
+        sigma).
     """
     cfg = config or DeformConfig()
     device = generator.device
     shape = (batch, 2, height, width)
+    scale = min(height, width) / cfg.reference_size if cfg.reference_size else 1.0
+    kernel_size = max(1, round(cfg.kernel_size * scale) // 2 * 2 + 1)
     # elastic: uniform noise in [-1, 1] per pixel and direction, Gaussian-blurred (§6)
     noise = _uniform(shape, -1.0, 1.0, generator, device, dtype)
-    elastic = gaussian_blur(noise, cfg.kernel_size, cfg.sigma, padding="zeros")
+    elastic = gaussian_blur(noise, kernel_size, cfg.sigma * scale, padding="zeros")
     peak = elastic.square().sum(dim=1).amax(dim=(-2, -1)).sqrt().clamp_min(1e-12)
-    lo, hi = cfg.elastic_px
+    lo, hi = (v * scale for v in cfg.elastic_px)
     amplitude = _uniform((batch,), lo, hi, generator, device, dtype)
     flow = elastic * (amplitude / peak).view(batch, 1, 1, 1)
     # affine: rotation about the centre + translation up to `translation` of the size

@@ -88,7 +88,7 @@ def make_testset(data_dir: str | os.PathLike, modality: str, out_dir: str | os.P
         "mean_displacement_px": report.mean_displacement,
         "p95_displacement_px": report.p95_displacement,
         "mean_intensity_change_255": report.mean_intensity_change,
-        "pairs": {name: s for name, s in zip(pairs.names, stats)},
+        "pairs": {name: s for name, s in zip(pairs.names, stats, strict=True)},
     }
     text = json.dumps(meta, indent=1)
     atomic_write(out / "meta.json", lambda tmp: tmp.write_text(text))
@@ -101,8 +101,9 @@ def _per_pair_stats(deformed: torch.Tensor, label: torch.Tensor, flow: torch.Ten
     fg = head.float()
     mean_disp = (mag * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)
     change = (deformed - label).abs().flatten(1).mean(1) * 255
-    return [{"mean_displacement_px": round(float(d), 4), "intensity_change_255": round(float(c), 4)}
-            for d, c in zip(mean_disp, change)]
+    return [{"mean_displacement_px": round(float(d), 4),
+             "intensity_change_255": round(float(c), 4)}
+            for d, c in zip(mean_disp, change, strict=True)]
 
 
 def _to_grey(x: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""``bsafusion train``: train BSAFusion for one modality pair (architecture.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model for one pair (published recipe by default)",
+        description="Train BSAFusion on DATA's train split with synthetic deformations; "
+        "validate on val every K epochs. Writes OUT/last.pt, OUT/best.pt (lowest val "
+        "end-point error), OUT/log.csv and OUT/loss.png. Multi-GPU: run under torchrun.",
+    )
+    p.add_argument("--pair", required=True, type=str.lower, choices=("ct", "pet", "spect"))
+    p.add_argument("--data", help="pair folder or its parent (default: $BSAFUSION_DATA, "
+                   ".cache/aanlib or ../shared/data/aanlib)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt bit-exactly")
+    p.add_argument("--num-epochs", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch (32)")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--val-every", type=int, default=50, help="validate every K epochs (50)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="write last.pt every K epochs (0: with each validation)")
+    p.add_argument("--stop-after", type=int, help="stop after N epochs of this invocation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, help="resize the data (quick experiments)")
+    p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs")
+    p.add_argument("--elastic-px", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   default=(2.0, 14.0), help="training range of the elastic amplitude (2 14)")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast")
+    p.add_argument("--model-config", help="JSON (text or file) overriding ModelConfig fields")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from bsafusion.config import DeformConfig, ModelConfig, TrainConfig
+    from bsafusion.data.pairs import default_data_dir
+    from bsafusion.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = ModelConfig()
+    if args.model_config:  # a partial JSON object: the other fields keep their defaults
+        text = args.model_config
+        model = ModelConfig.from_json(Path(text).read_text() if Path(text).is_file() else text)
+    config = TrainConfig(
+        pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
+        num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+        stop_after=args.stop_after, seed=args.seed, image_size=args.image_size,
+        max_train_pairs=args.max_train_pairs, augment=args.augment, amp=args.amp,
+        train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
+    result = train(config, resume=args.resume, device=args.device, progress=args.progress)
+    if result.last_row:
+        print(f"{result.out_dir}: epoch {result.epoch}, best val EPE {result.best_metric:.3f} px "
+              f"(epoch {result.best_epoch}), last train loss "
+              f"{result.last_row.get('train_total', float('nan')):.4f}")
+    return 0

@@ -1,0 +1,164 @@
+"""Training losses of BSAFusion (architecture.md §4); intensities in [0, 1].
+
+Symbols: I_A the fixed MRI, I_B the deformed moving image, I_B* the undeformed one (the
+label), B~ = warp(I_B, flow_ab) the aligned moving image, F the fused image.
+
+SSIM, Sobel and Gaussian filters come from :mod:`bsafusion.ops.filters2d` (plain torch, pinned
+to ``kornia.metrics.ssim`` / ``kornia.filters.spatial_gradient`` in the tests, so training
+does not need kornia). Note that ``kornia.losses.ssim_loss`` is ``(1 - SSIM) / 2``; the
+losses here use ``1 - SSIM`` as §4 writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bsafusion.ops.filters2d import gradient_l1, ssim_map
+
+__all__ = [
+    "LEVEL_WEIGHTS",
+    "BSAFusionLoss",
+    "classification_loss",
+    "fusion_loss",
+    "registration_loss",
+    "smoothness",
+    "smoothness_loss",
+    "ssim_loss",
+    "transfer_loss",
+]
+
+MRI_CLASS = 1  # logits index of the MRI class (§4: L_cls targets [0, 1] for A)
+LEVEL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # coarse to fine (§4)
+
+
+def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
+    """``1 - mean SSIM`` over the batch (11x11 Gaussian window, sigma 1.5; scalar)."""
+    return 1.0 - ssim_map(x, y).mean()
+
+
+def classification_loss(logits_a: Tensor, logits_b: Tensor) -> Tensor:
+    """``L_cls = CE(logits_A, MRI) + CE(logits_B, other)``, batch means.
+
+    Args:
+        logits_a, logits_b: (B, 2) modality logits of the fixed (MRI) and moving images.
+    """
+    b = logits_a.shape[0]
+    target_a = torch.full((b,), MRI_CLASS, dtype=torch.long, device=logits_a.device)
+    return F.cross_entropy(logits_a, target_a) + F.cross_entropy(logits_b, 1 - target_a)
+
+
+def transfer_loss(transfer_logits_a: Tensor, transfer_logits_b: Tensor) -> Tensor:
+    """``L_tr = CE(disc(F_A), [1/2, 1/2]) + CE(disc(F_B), [1/2, 1/2])`` (soft targets).
+
+    Each term is ``-sum_c 0.5 * log_softmax(z)_c``, batch-mean; its minimum is ``log 2``,
+    reached when the discriminator cannot tell the modality.
+
+    Args:
+        transfer_logits_a, transfer_logits_b: (B, 2) discriminator logits.
+    """
+    def soft_ce(z: Tensor) -> Tensor:
+        return -(0.5 * F.log_softmax(z, dim=1)).sum(dim=1).mean()
+
+    return soft_ce(transfer_logits_a) + soft_ce(transfer_logits_b)
+
+
+def registration_loss(aligned: Tensor, label: Tensor) -> Tensor:
+    """``L_reg = (1 - SSIM(I_B*, B~)) + L1(I_B*, B~)`` (monomodal, via the known deformation).
+
+    Args:
+        aligned: (B, 1, H, W) B~. label: (B, 1, H, W) I_B*.
+    """
+    return ssim_loss(label, aligned) + F.l1_loss(aligned, label)
+
+
+def smoothness(flow: Tensor) -> Tensor:
+    """``R(flow) = (mean((d/dx flow)^2) + mean((d/dy flow)^2)) / 3`` (forward differences).
+
+    Args:
+        flow: (B, 2, H, W) px.
+    """
+    dx = flow[..., :, 1:] - flow[..., :, :-1]
+    dy = flow[..., 1:, :] - flow[..., :-1, :]
+    return (dx.square().mean() + dy.square().mean()) / 3.0
+
+
+def smoothness_loss(flows_a: Sequence[Tensor], flows_b: Sequence[Tensor], flow_ab: Tensor,
+                    weights: Sequence[float] = LEVEL_WEIGHTS) -> Tensor:
+    """``L_smooth = sum_k w_k (R(flow_A^k) + R(flow_B^k)) + R(flow_AB)`` (intended form, §4).
+
+    Args:
+        flows_a, flows_b: K level flows of each side, coarse to fine (0-based).
+        flow_ab: (B, 2, H, W) the integrated field.
+        weights: K level weights, coarse to fine.
+    """
+    if not len(flows_a) == len(flows_b) == len(weights):
+        raise ValueError(f"{len(flows_a)}/{len(flows_b)} level flows for {len(weights)} weights")
+    total = smoothness(flow_ab)
+    for w, fa, fb in zip(weights, flows_a, flows_b, strict=True):
+        total = total + w * (smoothness(fa) + smoothness(fb))
+    return total
+
+
+def fusion_loss(fused: Tensor, fixed: Tensor, aligned: Tensor, p: float | Tensor = 1.0
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """``L_fus = (1-SSIM(F, I_A)) + p (1-SSIM(F, B~)) + L1(F, max(I_A, B~))/2
+    + L1(|grad F|, max(|grad I_A|, |grad B~|))`` with ``|grad| = |Sobel_x| + |Sobel_y|``.
+
+    Args:
+        fused: (B, 1, H, W) F. fixed: (B, 1, H, W) I_A. aligned: (B, 1, H, W) B~.
+        p: balance of the two SSIM terms (the previous epoch's ratio, §4).
+    Returns:
+        (L_fus, 1 - SSIM(F, I_A), 1 - SSIM(F, B~)); the last two feed the next epoch's p.
+    """
+    ssim_a = ssim_loss(fused, fixed)
+    ssim_b = ssim_loss(fused, aligned)
+    intensity = F.l1_loss(fused, torch.maximum(fixed, aligned))
+    gradient = F.l1_loss(gradient_l1(fused),
+                         torch.maximum(gradient_l1(fixed), gradient_l1(aligned)))
+    return ssim_a + p * ssim_b + 0.5 * intensity + gradient, ssim_a, ssim_b
+
+
+class BSAFusionLoss(nn.Module):
+    """``L = L_cls + L_tr + L_smooth + L_fus + L_reg`` with named terms (§4).
+
+    Args:
+        level_weights: smoothness weights of the K levels, coarse to fine.
+
+    ``forward(out, fixed, label, p)`` takes the network's output (``flow``, ``aligned``,
+    ``fused``, ``flows_a/b``, ``logits_a/b``, ``transfer_logits_a/b``), the fixed image
+    (B, 1, H, W) and the undeformed moving image (B, 1, H, W), and returns a dict of scalars:
+    ``cls``, ``tr``, ``reg``, ``smooth``, ``fus``, ``total``, plus ``ssim_a`` and ``ssim_b``
+    (the two ``1 - SSIM`` terms of ``fus``, for p). Terms are computed in float32 even under
+    autocast.
+    """
+
+    def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS) -> None:
+        super().__init__()
+        self.level_weights = tuple(float(w) for w in level_weights)
+
+    def forward(self, out, fixed: Tensor, label: Tensor, p: float | Tensor = 1.0
+                ) -> dict[str, Tensor]:
+        f32 = _float32
+        aligned, fused = f32(out.aligned), f32(out.fused)
+        fixed, label = f32(fixed), f32(label)
+        terms = {"cls": classification_loss(f32(out.logits_a), f32(out.logits_b))}
+        if out.transfer_logits_a is not None:
+            terms["tr"] = transfer_loss(f32(out.transfer_logits_a), f32(out.transfer_logits_b))
+        else:
+            terms["tr"] = aligned.new_zeros(())
+        terms["reg"] = registration_loss(aligned, label)
+        terms["smooth"] = smoothness_loss([f32(f) for f in out.flows_a],
+                                          [f32(f) for f in out.flows_b], f32(out.flow),
+                                          self.level_weights)
+        terms["fus"], terms["ssim_a"], terms["ssim_b"] = fusion_loss(fused, fixed, aligned, p)
+        terms["total"] = (terms["cls"] + terms["tr"] + terms["smooth"] + terms["fus"]
+                          + terms["reg"])
+        return terms
+
+
+def _float32(x: Tensor) -> Tensor:
+    return x.float() if x.dtype != torch.float32 else x

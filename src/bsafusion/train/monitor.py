@@ -1,0 +1,124 @@
+"""What a run reports: ``log.csv``, TensorBoard (if installed), ``loss.png`` (if matplotlib
+is installed) and a progress bar (tqdm if installed, else a log line per validation).
+
+Only rank 0 creates a :class:`RunMonitor`; optional packages are imported lazily and their
+absence is never an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from bsafusion.io.atomic import atomic_write
+
+__all__ = ["RunMonitor"]
+
+log = logging.getLogger(__name__)
+
+PLOTTED = ("total", "reg", "fus", "smooth", "cls", "tr")
+
+
+class RunMonitor:
+    """CSV + TensorBoard + loss curve + progress for one run folder.
+
+    Args:
+        out_dir: the run folder.
+        total_epochs: length of the schedule (for the progress bar).
+        start_epoch: epochs already done (on resume).
+        progress: show a progress bar (tqdm) when available.
+    """
+
+    def __init__(self, out_dir: str | Path, total_epochs: int, start_epoch: int = 0,
+                 progress: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.tb = _tensorboard(self.out_dir / "tb")
+        self.bar = _tqdm(total_epochs, start_epoch) if progress else None
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite ``log.csv`` from the rows so far (columns: union of keys, in order)."""
+        columns: list[str] = []
+        for row in history:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+        text = buf.getvalue()
+        atomic_write(self.out_dir / "log.csv", lambda tmp: tmp.write_text(text))
+
+    def epoch_done(self, row: dict[str, Any]) -> None:
+        """Report one epoch's row (scalars) to TensorBoard and the progress bar."""
+        epoch = int(row["epoch"])
+        if self.tb is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(key.replace("_", "/", 1), value, epoch)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.4f}",
+                                 epe=f"{row.get('val_epe_mean', float('nan')):.3f}", refresh=False)
+        elif "val_epe_mean" in row:
+            log.info("epoch %d: train loss %.4f, val EPE %.3f px, val SSIM %.4f", epoch,
+                     row.get("train_total", float("nan")), row["val_epe_mean"],
+                     row.get("val_ssim", float("nan")))
+
+    def plot(self, history: list[dict[str, Any]]) -> None:
+        """Write ``loss.png``: the training loss terms and the validation EPE per epoch."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        fig, (ax, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
+        epochs = [r["epoch"] for r in history]
+        for term in PLOTTED:
+            values = [r.get(f"train_{term}", float("nan")) for r in history]
+            ax.plot(epochs, values, label=term)
+        ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss terms")
+        ax.legend(fontsize=8)
+        val = [(r["epoch"], r["val_epe_mean"]) for r in history if "val_epe_mean" in r]
+        if val:
+            ax_val.plot(*zip(*val, strict=True), marker="o", label="model")
+            ident = [r["val_epe_identity"] for r in history if "val_epe_identity" in r]
+            if ident:
+                ax_val.axhline(ident[0], color="grey", linestyle="--", label="zero field")
+            ax_val.legend(fontsize=8)
+        ax_val.set(xlabel="epoch", ylabel="px", title="validation end-point error")
+        fig.tight_layout()
+        atomic_write(self.out_dir / "loss.png", lambda tmp: fig.savefig(tmp, dpi=100))
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
+def _tqdm(total: int, initial: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="epoch", dynamic_ncols=True)

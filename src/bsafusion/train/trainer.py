@@ -1,0 +1,285 @@
+"""The training loop of architecture.md §5 (``bsafusion train``).
+
+Per step: a batch of aligned pairs (MRI, undeformed moving image I_B*) is drawn from the
+preloaded training split, flipped / rotated alike, the moving image is deformed on the
+device with a random field whose exact inverse gives the ground truth (§6), and the network
+is trained on ``L = L_cls + L_tr + L_smooth + L_fus + L_reg`` (§4) with Adam and a per-epoch
+cosine schedule. At the end of each epoch, explicitly: the schedule steps, the frozen
+discriminator is refreshed from the classifier, and p (the fusion balance) is computed from
+SSIM sums all-reduced across processes. Every ``val_every`` epochs the model is scored on
+``val`` under a fixed-seed deformation; ``best.pt`` (lowest mean end-point error) and
+``last.pt`` hold everything needed to continue bit-exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from bsafusion.config import TrainConfig
+from bsafusion.data.deform import deform
+from bsafusion.data.pairs import PairTensors, augment_pairs, load_pairs
+from bsafusion.errors import ConfigError, InputError
+from bsafusion.losses import BSAFusionLoss
+from bsafusion.metrics.registration import registration_metrics
+from bsafusion.model import BSAFusion
+from bsafusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bsafusion.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    teardown,
+)
+from bsafusion.train.monitor import RunMonitor
+
+__all__ = ["TrainResult", "Trainer", "train"]
+
+log = logging.getLogger(__name__)
+TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
+
+
+class TrainResult(NamedTuple):
+    """Where a run ended: epochs completed, best validation EPE (px) and its epoch."""
+
+    out_dir: Path
+    epoch: int
+    best_metric: float
+    best_epoch: int
+    last_row: dict
+
+
+class Trainer:
+    """One training run (see the module docstring); ``run()`` trains, ``validate()`` scores.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        dist: this process's :class:`DistInfo` (device included).
+        resume: continue from ``out_dir/last.pt`` (its stored config is used; only
+            ``stop_after`` is taken from ``config``).
+        progress: show a progress bar on rank 0 (tqdm, if installed).
+    """
+
+    def __init__(self, config: TrainConfig, dist: DistInfo, *, resume: bool = False,
+                 progress: bool = True) -> None:
+        self.dist, self.device = dist, dist.device
+        self.out_dir = Path(config.out_dir)
+        state = load_checkpoint(self.out_dir / "last.pt") if resume else None
+        if state is not None:
+            config = TrainConfig.from_dict({**state["train_config"],
+                                            "stop_after": config.stop_after})
+        self.config = cfg = config
+        if cfg.batch_size % dist.world_size:
+            raise ConfigError("batch_size", f"{cfg.batch_size} is not divisible by the "
+                                            f"{dist.world_size} processes")
+        torch.manual_seed(cfg.seed)  # model init: identical on every rank
+        self.model = BSAFusion(cfg.model).to(self.device).train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=cfg.num_epochs, eta_min=cfg.lr * cfg.lr_min_ratio)
+        self.criterion = BSAFusionLoss()
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            cfg.seed * 1_000_003 + dist.rank)
+        self.epoch, self.p, self.best_metric, self.best_epoch = 0, 1.0, float("inf"), 0
+        self.history: list[dict] = []
+        if state is not None:
+            self._restore(state)
+        self.train_set = load_pairs(cfg.data_dir, cfg.modality, "train",
+                                    image_size=cfg.image_size, max_pairs=cfg.max_train_pairs,
+                                    device=self.device)
+        self.val_set = self._deformed_val_set()
+        self.sampler = DistributedSampler(range(len(self.train_set.names)),
+                                          num_replicas=dist.world_size, rank=dist.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=False)
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                            if self.device.type == "cuda" else None)
+                    if dist.is_distributed else self.model)
+        self.monitor = (RunMonitor(self.out_dir, cfg.num_epochs, self.epoch, progress)
+                        if dist.is_main else None)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TrainResult:
+        """Train until ``num_epochs`` (or ``stop_after`` more epochs), then write ``last.pt``."""
+        cfg = self.config
+        end = cfg.num_epochs if cfg.stop_after is None else min(
+            cfg.num_epochs, self.epoch + cfg.stop_after)
+        every = cfg.checkpoint_every or cfg.val_every
+        try:
+            while self.epoch < end:
+                row = self.train_epoch()
+                if self.epoch % cfg.val_every == 0 or self.epoch == cfg.num_epochs:
+                    row.update(self.validate())
+                    if row["val_epe_mean"] < self.best_metric:
+                        self.best_metric, self.best_epoch = row["val_epe_mean"], self.epoch
+                        self._save("best.pt", row)
+                self.history.append(row)
+                if self.dist.is_main:
+                    self.monitor.epoch_done(row)
+                if self.epoch % every == 0 or self.epoch == end:
+                    self._save("last.pt")
+        finally:
+            if self.monitor is not None:
+                self.monitor.close()
+        last = self.history[-1] if self.history else {}
+        return TrainResult(self.out_dir, self.epoch, self.best_metric, self.best_epoch, last)
+
+    def train_epoch(self) -> dict:
+        """One pass over this process's shard of ``train``; returns the epoch's log row."""
+        cfg, data = self.config, self.train_set
+        self.sampler.set_epoch(self.epoch)
+        order = torch.tensor(list(self.sampler), device=self.device)
+        per_rank = cfg.batch_size // self.dist.world_size
+        sums = torch.zeros(len(TERMS) + 1, device=self.device, dtype=torch.float64)
+        start = time.perf_counter()
+        self.model.train()
+        for batch in order.split(per_rank):
+            sums += self.train_step(data.fixed[batch], data.moving[batch])
+        # end of epoch, explicitly (§3.3, §4, §5)
+        self.scheduler.step()
+        self.model.refresh_discriminator()
+        all_reduce_sum(sums)
+        n = float(sums[-1])
+        means = {t: float(sums[i]) / n for i, t in enumerate(TERMS)}
+        self.p = means["ssim_b"] / means["ssim_a"] if means["ssim_a"] > 0 else 1.0
+        self.epoch += 1
+        seconds = time.perf_counter() - start
+        row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "p": self.p,
+               **{f"train_{t}": v for t, v in means.items()}, "pairs_per_s": n / seconds}
+        return row
+
+    def train_step(self, fixed: Tensor, label: Tensor) -> Tensor:
+        """One optimisation step on a batch of aligned pairs (B, 1, H, W) each.
+
+        Returns:
+            (len(TERMS) + 1,) float64: each term times the batch size, then the batch size.
+        """
+        if self.config.augment:
+            fixed, label = augment_pairs((fixed, label), generator=self.generator)
+        moving, flow_gt, _ = deform(label, self.config.train_deform, generator=self.generator)
+        with self._autocast():
+            out = self.net(fixed, moving)
+        terms = self.criterion(out, fixed, label, self.p)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            terms["epe"] = (out.flow.float() - flow_gt).norm(dim=1).mean()
+            values = torch.stack([terms[t].detach().double() for t in TERMS])
+            b = fixed.shape[0]
+            return torch.cat((values * b, values.new_tensor([b])))
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Score ``val`` under the fixed-seed deformation (means over pairs)."""
+        fixed, label, moving, flow_gt = self.val_set
+        self.model.eval()
+        sums: dict[str, Tensor] = {}
+        for idx in torch.arange(fixed.shape[0], device=self.device).split(
+                max(1, self.config.batch_size // self.dist.world_size)):
+            with self._autocast():
+                out = self.model(fixed[idx], moving[idx])
+            metrics = registration_metrics(out.aligned.float(), label[idx], out.flow.float(),
+                                           flow_gt[idx])
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0) + value.double().sum()
+        self.model.train()
+        n = fixed.shape[0]
+        row = {f"val_{k}": float(v) / n for k, v in sums.items()}
+        row["val_epe_identity"] = self.identity_epe
+        return row
+
+    # --------------------------------------------------------------- helpers
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _deformed_val_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The validation pairs deformed once with ``val_seed`` (same set at every check)."""
+        cfg = self.config
+        val: PairTensors = load_pairs(cfg.data_dir, cfg.modality, "val",
+                                      image_size=cfg.image_size, device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.val_seed)
+        moving, flow_gt, _ = deform(val.moving, cfg.val_deform, generator=gen)
+        self.identity_epe = float(flow_gt.norm(dim=1).mean())
+        return val.fixed, val.moving, moving, flow_gt
+
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _save(self, name: str, row: dict | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        history = self.history if row is None else [*self.history, row]
+        save_checkpoint(self.out_dir / name, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "p": self.p,
+            "best_metric": self.best_metric, "best_epoch": self.best_epoch,
+            "history": history, "rng": self._rng_state(),
+            "train_config": self.config.to_dict(), "model_config": self.config.model.to_dict(),
+            "world_size": self.dist.world_size,
+        })
+        self.monitor.write_history(history)
+        if name == "last.pt":
+            self.monitor.plot(history)
+
+    def _restore(self, state: dict) -> None:
+        """Load model, optimiser, schedule, counters and RNG states from ``state``."""
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise InputError(self.out_dir / "last.pt", f"was written by "
+                             f"{state.get('world_size')} processes; resume with as many")
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.p = int(state["epoch"]), float(state["p"])
+        self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
+        self.history = list(state["history"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"].to(self.generator.get_state().device))
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        log.info("resumed %s at epoch %d", self.out_dir, self.epoch)
+
+
+def train(config: TrainConfig, *, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> TrainResult:
+    """Run (or resume) training; the entry point of ``bsafusion train``.
+
+    Sets the process-wide flags a training run wants (TF32 matmuls and cuDNN autotuning on
+    CUDA), starts the process group under torchrun and tears it down at the end.
+
+    Args:
+        config: the run.
+        resume: continue from ``config.out_dir/last.pt``.
+        device: ``"cpu"`` / ``"cuda"`` / None (CUDA when available).
+        progress: progress bar on rank 0.
+    Returns:
+        :class:`TrainResult`.
+    """
+    dist = init_distributed(device)
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    try:
+        if not resume and (Path(config.out_dir) / "last.pt").exists():
+            raise InputError(Path(config.out_dir) / "last.pt",
+                             "a run exists here (pass --resume to continue it)")
+        result = Trainer(config, dist, resume=resume, progress=progress).run()
+        barrier()
+        return result
+    finally:
+        teardown()

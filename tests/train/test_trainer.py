@@ -1,0 +1,118 @@
+"""Training end to end on a tiny config, bit-exact resume, export (architecture.md §5)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bsafusion.errors import InputError
+from bsafusion.model import BSAFusion
+from bsafusion.train import export_weights, load_checkpoint, train
+
+
+def test_tiny_run_end_to_end(tiny_config, tmp_path):
+    result = train(tiny_config, device="cpu", progress=False)
+    run = tmp_path / "run"
+    assert result.epoch == 4 and {"best.pt", "last.pt", "log.csv"} <= {
+        p.name for p in run.iterdir()}
+    with open(run / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    for key in ("train_total", "train_reg", "train_fus", "train_epe", "p", "lr"):
+        assert all(math.isfinite(float(r[key])) for r in rows)
+    assert rows[1]["val_epe_mean"] and rows[1]["val_folding_pct"] and not rows[0]["val_ssim"]
+    assert float(rows[-1]["lr"]) == pytest.approx(1e-6)  # cosine down to lr * 1e-2
+    state = load_checkpoint(run / "last.pt")
+    assert state["epoch"] == 4 and state["train_config"]["image_size"] == 32
+    # the discriminator was refreshed from the classifier at the last epoch end
+    model = state["model"]
+    for key, value in model.items():
+        if key.startswith("discriminator."):
+            twin = "classifier.stack." + key.removeprefix("discriminator.")
+            torch.testing.assert_close(value, model[twin], rtol=0, atol=0)
+    # a second run in the same folder must be asked to resume
+    with pytest.raises(InputError, match="--resume"):
+        train(tiny_config, device="cpu", progress=False)
+
+
+def test_resume_is_bit_exact(tiny_config, tmp_path):
+    full = dataclasses.replace(tiny_config, out_dir=str(tmp_path / "full"))
+    train(full, device="cpu", progress=False)
+    part = dataclasses.replace(tiny_config, out_dir=str(tmp_path / "part"), stop_after=1)
+    assert train(part, device="cpu", progress=False).epoch == 1
+    assert train(part, resume=True, device="cpu", progress=False).epoch == 2  # 1 more
+    resumed = dataclasses.replace(part, stop_after=None)
+    assert train(resumed, resume=True, device="cpu", progress=False).epoch == 4
+    a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["p"] == b["p"] and a["epoch"] == b["epoch"] == 4
+
+    def untimed(history):
+        return [{k: v for k, v in row.items() if k != "pairs_per_s"} for row in history]
+    assert untimed(a["history"]) == untimed(b["history"])
+    assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+def test_export_loads_strictly_and_matches(tiny_config, tmp_path):
+    train(dataclasses.replace(tiny_config, num_epochs=2), device="cpu", progress=False)
+    out = tmp_path / "w.safetensors"
+    path, _, epoch = export_weights(tmp_path / "run", out)
+    assert path.name == "best.pt" and epoch == 2
+    loaded = BSAFusion.from_pretrained(out)
+    state = load_checkpoint(path)
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, state["model"][key], rtol=0, atol=0)
+    half = tmp_path / "w16.safetensors"
+    export_weights(tmp_path / "run", half, fp16=True, which="last")
+    assert half.stat().st_size < 0.6 * out.stat().st_size
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    a, b = loaded(x, x), BSAFusion.from_pretrained(half)(x, x)
+    torch.testing.assert_close(b.fused, a.fused, rtol=0, atol=5e-3)
+    with pytest.raises(InputError, match="overwrite"):
+        export_weights(tmp_path / "run", out)
+
+
+TINY_JSON = json.dumps({"embed_dim": 32, "num_heads": 2, "reg_channels": [32, 16, 16, 8, 8],
+                        "fusion_channels": [8, 8, 8, 4]})
+
+
+def _cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "bsafusion", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli_train_export_and_errors(aanlib_dir, tmp_path, capsys):
+    from bsafusion.cli import main
+
+    run = tmp_path / "run"
+    common = ("--pair", "ct", "--data", aanlib_dir, "--out", run, "--image-size", "32",
+              "--max-train-pairs", "4", "--batch-size", "4", "--val-every", "1",
+              "--model-config", TINY_JSON, "--no-progress", "--device", "cpu")
+    proc = _cli("train", *common, "--num-epochs", "2", "--stop-after", "1")  # the real entry
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1" in proc.stdout
+    args = [str(a) for a in common]
+    assert main(["train", *args, "--num-epochs", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", *args, "--num-epochs", "2", "--resume"]) == 0
+    assert "epoch 2" in capsys.readouterr().out
+    assert main(["export", str(run), str(tmp_path / "w.safetensors"), "--fp16"]) == 0
+    assert BSAFusion.from_pretrained(tmp_path / "w.safetensors").config.embed_dim == 32
+    assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("bsafusion: error:")
+    bad_data = ["--pair", "ct", "--data", str(tmp_path), "--out", str(tmp_path / "r")]
+    assert main(["train", *bad_data]) == 2
+    assert "MRI/" in capsys.readouterr().err
