@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,8 +89,13 @@ TINY_JSON = json.dumps({"embed_dim": 32, "num_heads": 2, "reg_channels": [32, 16
                         "fusion_channels": [8, 8, 8, 4]})
 
 
-def _cli(*args):
+def _cli(*args, block: Path | None = None):
+    """Run ``python -m bsafusion``; with ``block``, a folder whose fake ``kornia`` raises."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if block is not None:
+        (block / "kornia").mkdir(parents=True)
+        (block / "kornia" / "__init__.py").write_text("raise ImportError('kornia blocked')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(block), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "bsafusion", *map(str, args)],
                           capture_output=True, text=True, env=env)
 
@@ -101,7 +107,9 @@ def test_cli_train_export_and_errors(aanlib_dir, tmp_path, capsys):
     common = ("--pair", "ct", "--data", aanlib_dir, "--out", run, "--image-size", "32",
               "--max-train-pairs", "4", "--batch-size", "4", "--val-every", "1",
               "--model-config", TINY_JSON, "--no-progress", "--device", "cpu")
-    proc = _cli("train", *common, "--num-epochs", "2", "--stop-after", "1")  # the real entry
+    # the real entry point, where kornia cannot be imported (the GPU box has none)
+    proc = _cli("train", *common, "--num-epochs", "2", "--stop-after", "1",
+                block=tmp_path / "blocked")
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1" in proc.stdout
     args = [str(a) for a in common]

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         max_train_pairs=args.max_train_pairs, augment=args.augment, amp=args.amp,
         train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
     result = train(config, resume=args.resume, device=args.device, progress=args.progress)
-    if result.last_row:
+    if result.is_main and result.last_row:
         print(f"{result.out_dir}: epoch {result.epoch}, best val EPE {result.best_metric:.3f} px "
               f"(epoch {result.best_epoch}), last train loss "
               f"{result.last_row.get('train_total', float('nan')):.4f}")

@@ -48,13 +48,15 @@ TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe"
 
 
 class TrainResult(NamedTuple):
-    """Where a run ended: epochs completed, best validation EPE (px) and its epoch."""
+    """Where a run ended: epochs completed, best validation EPE (px) and its epoch; ``is_main``
+    is True on the process that reports (rank 0)."""
 
     out_dir: Path
     epoch: int
     best_metric: float
     best_epoch: int
     last_row: dict
+    is_main: bool = True
 
 
 class Trainer:
@@ -130,7 +132,8 @@ class Trainer:
             if self.monitor is not None:
                 self.monitor.close()
         last = self.history[-1] if self.history else {}
-        return TrainResult(self.out_dir, self.epoch, self.best_metric, self.best_epoch, last)
+        return TrainResult(self.out_dir, self.epoch, self.best_metric, self.best_epoch, last,
+                           self.dist.is_main)
 
     def train_epoch(self) -> dict:
         """One pass over this process's shard of ``train``; returns the epoch's log row."""
