@@ -41,7 +41,7 @@ from bsafusion.train.distributed import (
 )
 from bsafusion.train.monitor import RunMonitor
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["TERMS", "TrainResult", "Trainer", "train", "training_step"]
 
 log = logging.getLogger(__name__)
 TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
@@ -165,20 +165,8 @@ class Trainer:
         Returns:
             (len(TERMS) + 1,) float64: each term times the batch size, then the batch size.
         """
-        if self.config.augment:
-            fixed, label = augment_pairs((fixed, label), generator=self.generator)
-        moving, flow_gt, _ = deform(label, self.config.train_deform, generator=self.generator)
-        with self._autocast():
-            out = self.net(fixed, moving)
-        terms = self.criterion(out, fixed, label, self.p)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            terms["epe"] = (out.flow.float() - flow_gt).norm(dim=1).mean()
-            values = torch.stack([terms[t].detach().double() for t in TERMS])
-            b = fixed.shape[0]
-            return torch.cat((values * b, values.new_tensor([b])))
+        return training_step(self.net, self.criterion, self.optimizer, fixed, label,
+                             config=self.config, generator=self.generator, p=self.p)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -255,6 +243,36 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         log.info("resumed %s at epoch %d", self.out_dir, self.epoch)
+
+
+def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
+                  optimizer: torch.optim.Optimizer, fixed: Tensor, label: Tensor, *,
+                  config: TrainConfig, generator: torch.Generator, p: float = 1.0) -> Tensor:
+    """Augment, deform, forward (bf16 autocast on CUDA if ``config.amp``), backward, step.
+
+    Args:
+        net: the network (or its DDP wrapper), in train mode.
+        fixed, label: (B, 1, H, W) the MRI and the undeformed moving image, aligned.
+        generator: RNG of the augmentation and the deformation, on the data's device.
+        p: the fusion balance of this epoch.
+    Returns:
+        (len(TERMS) + 1,) float64 on the device: each term times B, then B (no host sync).
+    """
+    if config.augment:
+        fixed, label = augment_pairs((fixed, label), generator=generator)
+    moving, flow_gt, _ = deform(label, config.train_deform, generator=generator)
+    amp = fixed.device.type == "cuda" and config.amp
+    with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+        out = net(fixed, moving)
+    terms = criterion(out, fixed, label, p)
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    optimizer.step()
+    with torch.no_grad():
+        terms["epe"] = (out.flow.float() - flow_gt).norm(dim=1).mean()
+        values = torch.stack([terms[t].detach().double() for t in TERMS])
+        b = fixed.shape[0]
+        return torch.cat((values * b, values.new_tensor([b])))
 
 
 def train(config: TrainConfig, *, resume: bool = False, device: str | None = None,
