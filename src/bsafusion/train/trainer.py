@@ -211,6 +211,11 @@ class Trainer:
         return state
 
     def _save(self, name: str, row: dict | None = None) -> None:
+        rng = self._rng_state()
+        if name == "last.pt" and self.dist.is_distributed:  # every rank's RNG, for resume
+            states: list = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(states, rng)
+            rng = {"ranks": states}
         if not self.dist.is_main:
             return
         history = self.history if row is None else [*self.history, row]
@@ -218,7 +223,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "p": self.p,
             "best_metric": self.best_metric, "best_epoch": self.best_epoch,
-            "history": history, "rng": self._rng_state(),
+            "history": history, "rng": rng,
             "train_config": self.config.to_dict(), "model_config": self.config.model.to_dict(),
             "world_size": self.dist.world_size,
         })
@@ -238,6 +243,7 @@ class Trainer:
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.history = list(state["history"])
         rng = state["rng"]
+        rng = rng["ranks"][self.dist.rank] if "ranks" in rng else rng
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["generator"].to(self.generator.get_state().device))
         if "cuda" in rng and self.device.type == "cuda":
