@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,7 +48,8 @@ def test_make_split_lists_unpaired(tiny_pet):
 def test_make_split_cli(tiny_pet):
     cmd = [sys.executable, "-m", "bsafusion", "make-split", str(tiny_pet), "--val", "0.25",
            "--test", "0.25"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "unpaired (no partner): lonely.png" in proc.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ from bsafusion.ops.warp import warp
 def _make(aanlib_dir, out, pair="PET", seed=0):
     cmd = [sys.executable, "-m", "bsafusion", "make-testset", "--pair", pair, "--split", "val",
            "--seed", str(seed), "--image-size", "64", "--data", str(aanlib_dir), "--out", str(out)]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # no OpenMP spinning on a shared box
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
