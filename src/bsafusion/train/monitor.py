@@ -39,6 +39,7 @@ class RunMonitor:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tb = _tensorboard(self.out_dir / "tb")
         self.bar = _tqdm(total_epochs, start_epoch) if progress else None
+        self.last_epe = float("nan")  # latest validation EPE, shown between validations
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         """Rewrite ``log.csv`` from the rows so far (columns: union of keys, in order)."""
@@ -59,11 +60,13 @@ class RunMonitor:
         if self.tb is not None:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tb.add_scalar(key.replace("_", "/", 1), value, epoch)
+                    tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else key
+                    self.tb.add_scalar(tag, value, epoch)
+        self.last_epe = row.get("val_epe_mean", self.last_epe)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.4f}",
-                                 epe=f"{row.get('val_epe_mean', float('nan')):.3f}", refresh=False)
+                                 val_epe=f"{self.last_epe:.3f}", refresh=False)
         elif "val_epe_mean" in row:
             log.info("epoch %d: train loss %.4f, val EPE %.3f px, val SSIM %.4f", epoch,
                      row.get("train_total", float("nan")), row["val_epe_mean"],
