@@ -24,6 +24,7 @@ from torch import Tensor
 
 from bsafusion.config import ColorConvention, FeatureWarp, ModelConfig, TokenOrder
 from bsafusion.errors import WeightsError
+from bsafusion.ops.warp import sampling_dtype
 
 __all__ = [
     "RELEASE_CONFIG",
@@ -201,9 +202,14 @@ def release_warp(image: Tensor, flow: Tensor) -> Tensor:
         (B, C, H, W).
     """
     h, w = flow.shape[-2:]
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
-    gx = 2.0 * (xs + flow[:, 0]) / (w - 1) - 1.0
-    gy = 2.0 * (ys + flow[:, 1]) / (h - 1) - 1.0
-    grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    dtype = sampling_dtype(image, flow)
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        flow = flow.to(dtype)
+        ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+        xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+        gx = 2.0 * (xs + flow[:, 0]) / (w - 1) - 1.0
+        gy = 2.0 * (ys + flow[:, 1]) / (h - 1) - 1.0
+        grid = torch.stack((gx, gy), dim=-1)
+        out = F.grid_sample(image.to(dtype), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+    return out.to(image.dtype)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bsafusion.ops.grid import pixel_grid, pixel_to_normalized, resize_flow
 
-__all__ = ["integrate_flows", "warp"]
+__all__ = ["integrate_flows", "sampling_dtype", "warp"]
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
@@ -22,7 +23,9 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
 
     Pixel ``p`` maps to ``2p/(N-1) - 1`` and is sampled with ``align_corners=True``, so a zero
     flow returns ``image`` up to float32 rounding (~1e-6 relative); samples outside the image
-    take the nearest edge value.
+    take the nearest edge value. Coordinates and sampling are always float32 (also under
+    autocast, where a bf16 flow would round positions beyond x = 128 to whole pixels); the
+    result has ``image``'s dtype.
 
     Args:
         image: (B, C, H, W).
@@ -31,11 +34,18 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
         (B, C, H, W).
     """
     h, w = flow.shape[-2:]
-    coords = pixel_grid(h, w, device=flow.device, dtype=flow.dtype) + flow
-    return F.grid_sample(
-        image, pixel_to_normalized(coords), mode="bilinear", padding_mode="border",
-        align_corners=True,
-    )
+    dtype = sampling_dtype(image, flow)
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        coords = pixel_grid(h, w, device=flow.device, dtype=dtype) + flow.to(dtype)
+        out = F.grid_sample(image.to(dtype), pixel_to_normalized(coords), mode="bilinear",
+                            padding_mode="border", align_corners=True)
+    return out.to(image.dtype)
+
+
+def sampling_dtype(image: Tensor, flow: Tensor) -> torch.dtype:
+    """The dtype for sampling coordinates and ``grid_sample``: at least float32 (float64
+    stays float64), whatever autocast made of ``image`` and ``flow``."""
+    return torch.promote_types(torch.promote_types(image.dtype, flow.dtype), torch.float32)
 
 
 def integrate_flows(level_flows: Sequence[Tensor], size: tuple[int, int]) -> Tensor:

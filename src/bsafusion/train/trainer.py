@@ -179,8 +179,6 @@ class Trainer:
                 max(1, self.config.batch_size // self.dist.world_size)):
             with self._autocast():
                 out = self.model(fixed[idx], moving[idx])
-            if self.device.type == "cuda" and self.config.amp:
-                out = _aligned_in_float32(out, moving[idx])
             metrics = registration_metrics(out.aligned.float(), label[idx], out.flow.float(),
                                            flow_gt[idx])
             for key, value in metrics.items():
@@ -273,8 +271,6 @@ def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
     amp = fixed.device.type == "cuda" and config.amp
     with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
         out = net(fixed, moving)
-    if amp:
-        out = _aligned_in_float32(out, moving)
     terms = criterion(out, fixed, label, p)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
@@ -284,16 +280,6 @@ def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
         values = torch.stack([terms[t].detach().double() for t in TERMS])
         b = fixed.shape[0]
         return torch.cat((values * b, values.new_tensor([b])))
-
-
-def _aligned_in_float32(out, moving: Tensor):
-    """Re-warp the moving image by the flow in float32 after a bf16 autocast forward.
-
-    Under autocast the flow is bf16 and ``ops.warp`` would build its sampling coordinates in
-    bf16 (whole pixels beyond x = 128); the registration and fusion losses and the
-    validation metrics see ``aligned``, so it is recomputed exactly (the inference path).
-    """
-    return out._replace(aligned=warp(moving.float(), out.flow.float()))
 
 
 def train(config: TrainConfig, *, resume: bool = False, device: str | None = None,
