@@ -25,8 +25,9 @@ def test_round_trip_is_exact_in_fp32(saved):
     assert sha256_file(path) == digest
     assert path.with_name("model.safetensors.sha256").read_text().startswith(digest)
     loaded = BSAFusion.from_pretrained(path)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert k == k2 and torch.equal(a, b)
+    expected, actual = model.state_dict(), loaded.state_dict()
+    assert list(expected) == list(actual)
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
     assert not loaded.training
 
 

@@ -22,9 +22,9 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bsafusion.api import Fuser, FusionResult
-    from bsafusion.config import ModelConfig
-    from bsafusion.model import BSAFusion, BSAFusionOutput, build_bsafusion
+    from bsafusion.api import Fuser, FusionResult  # noqa: F401
+    from bsafusion.config import ModelConfig  # noqa: F401
+    from bsafusion.model import BSAFusion, BSAFusionOutput, build_bsafusion  # noqa: F401
 
 
 def __getattr__(name: str):

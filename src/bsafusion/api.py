@@ -21,8 +21,8 @@ from torch import Tensor
 from bsafusion import compat
 from bsafusion.config import ColorConvention, FeatureWarp
 from bsafusion.errors import InputError
-from bsafusion.io.image import MIN_SIDE
 from bsafusion.inference import optimize_for_inference
+from bsafusion.io.image import MIN_SIDE
 from bsafusion.model.bsafusion import BSAFusion, BSAFusionOutput
 from bsafusion.ops.checks import check_shape
 from bsafusion.ops.color import BT601_Y_GREEN, rgb_to_ycbcr, ycbcr_to_rgb

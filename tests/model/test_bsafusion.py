@@ -58,9 +58,10 @@ def test_discriminator_refresh_copies_classifier():
     model = BSAFusion()
     with torch.no_grad():
         model.classifier.stack.head[0].weight.add_(1.0)
-    assert not torch.equal(model.discriminator.head[0].weight, model.classifier.stack.head[0].weight)
+    disc, clf = model.discriminator.head[0], model.classifier.stack.head[0]
+    assert not torch.equal(disc.weight, clf.weight)
     model.refresh_discriminator()
-    assert torch.equal(model.discriminator.head[0].weight, model.classifier.stack.head[0].weight)
+    assert torch.equal(disc.weight, clf.weight)
 
 
 @pytest.mark.parametrize("fixed, moving, problem", [

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out, "exists (pass --overwrite to replace it)")
     model = BSAFusion.from_release_checkpoint(args.checkpoint)
     dtype = torch.float16 if args.fp16 else torch.float32
-    digest = model.save_pretrained(out, dtype=dtype, metadata={"source": Path(args.checkpoint).name})
+    source = {"source": Path(args.checkpoint).name}
+    digest = model.save_pretrained(out, dtype=dtype, metadata=source)
     n = sum(p.numel() for p in model.parameters())
     print(f"converted {args.checkpoint} -> {out} ({n:,} parameters, sha256 {digest[:12]}...)")
     return 0

@@ -84,7 +84,8 @@ class BSFA(nn.Module):
     def __init__(self, *, widths: tuple[int, ...], warp_fn: WarpFn,
                  flow_init_std: float = 1e-5) -> None:
         super().__init__()
-        pairs = list(zip(widths, (*widths[1:], None)))  # (c_k, c_{k+1}); none after the last
+        # (c_k, c_{k+1}) per level; the last level passes no state on
+        pairs = list(zip(widths, (*widths[1:], None), strict=True))
         self.forward_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
         self.reverse_layers = nn.ModuleList(RegistrationLayer(c, n) for c, n in pairs)
         self.level_ups = nn.ModuleList(LevelUp(c, n) for c, n in pairs[:-1])

@@ -35,9 +35,11 @@ class FusionDecoder(nn.Module):
         super().__init__()
         token_widths = (token_dim, *widths[:-1])  # width of each side's tokens at each level
         in_widths = (2 * token_dim, *(3 * w for w in widths[:-1]))
-        self.levels = nn.ModuleList(RestormerBlock(i, o) for i, o in zip(in_widths, widths))
+        self.levels = nn.ModuleList(
+            RestormerBlock(i, o) for i, o in zip(in_widths, widths, strict=True)
+        )
         self.token_ups = nn.ModuleList(
-            nn.Conv2d(i, o, 1) for i, o in zip(token_widths[:-1], widths[:-1])
+            nn.Conv2d(i, o, 1) for i, o in zip(token_widths[:-1], widths[:-1], strict=True)
         )
         self.feat_ups = nn.ModuleList(nn.Conv2d(w, w, 1) for w in widths[:-1])
         self.out_blocks = nn.Sequential(

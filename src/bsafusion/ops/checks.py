@@ -29,7 +29,7 @@ def check_shape(x: object, pattern: str, name: str = "input") -> dict[str, int]:
     shape = tuple(x.shape)
     bound: dict[str, int] = {}
     ok = len(dims) == len(shape)
-    for dim, size in zip(dims, shape) if ok else ():
+    for dim, size in zip(dims, shape, strict=True) if ok else ():
         if dim == "*":
             continue
         if dim.isdigit():
@@ -42,7 +42,7 @@ def check_shape(x: object, pattern: str, name: str = "input") -> dict[str, int]:
 
 
 def check_spatial_multiple(x: Tensor, multiple: int, name: str = "input") -> None:
-    """Raise :class:`InputError` unless H and W of ``x`` (..., H, W) are multiples of ``multiple``."""
+    """Raise :class:`InputError` unless H, W of ``x`` (..., H, W) are multiples of ``multiple``."""
     h, w = x.shape[-2:]
     if h % multiple or w % multiple or h == 0 or w == 0:
         raise InputError(name, f"height and width must be multiples of {multiple}, got {h}x{w}")

@@ -31,7 +31,6 @@ from bsafusion.errors import ConfigError, InputError
 from bsafusion.losses import BSAFusionLoss
 from bsafusion.metrics.registration import registration_metrics
 from bsafusion.model import BSAFusion
-from bsafusion.ops.warp import warp
 from bsafusion.train.checkpoint import load_checkpoint, save_checkpoint
 from bsafusion.train.distributed import (
     DistInfo,
