@@ -3,7 +3,7 @@
 Symbols: I_A the fixed MRI, I_B the deformed moving image, I_B* the undeformed one (the
 label), B~ = warp(I_B, flow_ab) the aligned moving image, F the fused image.
 
-SSIM, Sobel and Gaussian filters come from :mod:`bsafusion.ops.filters2d` (plain torch, pinned
+SSIM, Sobel and Gaussian filters come from :mod:`bsafusion.ops.filters` (plain torch, pinned
 to ``kornia.metrics.ssim`` / ``kornia.filters.spatial_gradient`` in the tests, so training
 does not need kornia). Note that ``kornia.losses.ssim_loss`` is ``(1 - SSIM) / 2``; the
 losses here use ``1 - SSIM`` as §4 writes them.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsafusion.ops.filters2d import gradient_l1, ssim_map
+from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
     "LEVEL_WEIGHTS",

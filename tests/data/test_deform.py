@@ -16,7 +16,7 @@ SMALL = DeformConfig(elastic_px=(4.0, 4.0), translation=0.02, kernel_size=31, si
 
 def _blobs(b: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """Smooth test images: blurred noise, rescaled to [0, 1]."""
-    from bsafusion.ops.filters2d import gaussian_blur
+    from bsafusion.ops.filters import gaussian_blur
 
     x = gaussian_blur(torch.rand(b, 1, size, size, generator=generator), 17, 4.0)
     lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)

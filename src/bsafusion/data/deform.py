@@ -25,7 +25,7 @@ from torch import Tensor
 
 from bsafusion.config import DeformConfig
 from bsafusion.errors import InputError
-from bsafusion.ops.filters2d import gaussian_blur
+from bsafusion.ops.filters import gaussian_blur
 from bsafusion.ops.grid import pixel_grid
 from bsafusion.ops.warp import warp
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bsafusion.ops.filters2d import ssim_map
+from bsafusion.ops.filters import ssim_map
 from bsafusion.ops.warp import warp
 
 __all__ = [
@@ -65,7 +65,7 @@ def mse(x: Tensor, y: Tensor) -> Tensor:
 def ssim(x: Tensor, y: Tensor) -> Tensor:
     """Mean SSIM (Wang et al. 2004) of each pair: 11x11 Gaussian window, sigma 1.5,
     ``c1 = 0.01^2``, ``c2 = 0.03^2`` (data range 1), reflect padding; the mean of
-    :func:`bsafusion.ops.filters2d.ssim_map` (= ``kornia.metrics.ssim``) over pixels and
+    :func:`bsafusion.ops.filters.ssim_map` (= ``kornia.metrics.ssim``) over pixels and
     channels.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bsafusion.ops.filters2d import (
+from bsafusion.ops.filters import (
     gaussian_blur,
     gaussian_kernel1d,
     gradient_l1,
