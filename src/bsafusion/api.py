@@ -18,16 +18,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bsafusion import compat
-from bsafusion.config import ColorConvention, FeatureWarp
+from bsafusion.config import FeatureWarp
 from bsafusion.errors import InputError
 from bsafusion.inference import optimize_for_inference
 from bsafusion.io.image import MIN_SIDE
 from bsafusion.model.bsafusion import BSAFusion, BSAFusionOutput
 from bsafusion.ops.checks import check_shape
-from bsafusion.ops.color import BT601_Y_GREEN, rgb_to_ycbcr, ycbcr_to_rgb
 from bsafusion.ops.warp import warp
-from bsafusion.pipeline import DEFAULT_WORK_SIZE, align_and_fuse, resize_image, to_luma
+from bsafusion.pipeline import (
+    DEFAULT_WORK_SIZE,
+    align_and_fuse,
+    recombine_color,
+    resize_image,
+    to_luma,
+)
 
 __all__ = ["ColorFusion", "Fuser", "FusionResult", "fuse_color"]
 
@@ -60,16 +64,12 @@ def fuse_color(model: BSAFusion, fixed: Tensor, moving_rgb: Tensor, *,
         :class:`ColorFusion`.
     """
     check_shape(moving_rgb, "B 3 H W", "moving_rgb")
-    # §8.5: the release's slip in Y, reproduced only for release checkpoints.
-    release = model.config.color is ColorConvention.RELEASE
-    y_green = compat.RELEASE_Y_GREEN if release else BT601_Y_GREEN
-    ycbcr = rgb_to_ycbcr(moving_rgb, y_green=y_green)
-    out = model(fixed, ycbcr[:, :1])
-    chroma = warp(ycbcr[:, 1:], out.flow)
-    fused_rgb = ycbcr_to_rgb(torch.cat((out.fused, chroma), dim=1), clamp=clamp)
-    aligned_luma = out.aligned if model.config.feature_warp is FeatureWarp.EXACT else warp(
-        ycbcr[:, :1], out.flow)
-    aligned_rgb = ycbcr_to_rgb(torch.cat((aligned_luma, chroma), dim=1), clamp=clamp)
+    luma, chroma = to_luma(model, moving_rgb)
+    out = model(fixed, luma)
+    exact = model.config.feature_warp is FeatureWarp.EXACT
+    aligned_luma = out.aligned if exact else warp(luma, out.flow)
+    fused_rgb, aligned_rgb = recombine_color(out.fused, aligned_luma, chroma, out.flow,
+                                             clamp=clamp)
     return ColorFusion(fused_rgb=fused_rgb, aligned_rgb=aligned_rgb, output=out)
 
 

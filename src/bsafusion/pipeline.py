@@ -32,6 +32,7 @@ __all__ = [
     "PairOutput",
     "affine_flow",
     "align_and_fuse",
+    "recombine_color",
     "resize_image",
     "to_luma",
     "work_shape",
@@ -144,7 +145,23 @@ def align_and_fuse(model: BSAFusion, fixed: Tensor, moving: Tensor, *,
         aligned_y = warp(luma, flow)
     if chroma is None:
         return PairOutput(fused_y, aligned_y, flow, work)
-    chroma = warp(chroma, flow)
-    fused = ycbcr_to_rgb(torch.cat((fused_y, chroma), dim=1), clamp=True)
-    aligned = ycbcr_to_rgb(torch.cat((aligned_y, chroma), dim=1), clamp=True)
+    fused, aligned = recombine_color(fused_y, aligned_y, chroma, flow)
     return PairOutput(fused, aligned, flow, work)
+
+
+def recombine_color(fused_y: Tensor, aligned_y: Tensor, chroma: Tensor, flow: Tensor, *,
+                    clamp: bool = True) -> tuple[Tensor, Tensor]:
+    """Warp Cb/Cr by ``flow`` (exact warp, §2) and recombine them with two Y channels (§7).
+
+    Args:
+        fused_y, aligned_y: (B, 1, H, W) the fused and the aligned luma.
+        chroma: (B, 2, H, W) Cb/Cr of the moving image, in its own frame.
+        flow: (B, 2, H, W) px, channel 0 = x; samples the moving image.
+        clamp: clamp RGB to [0, 1] (the release does not).
+    Returns:
+        (fused RGB, aligned RGB), each (B, 3, H, W).
+    """
+    chroma = warp(chroma, flow)
+    fused = ycbcr_to_rgb(torch.cat((fused_y, chroma), dim=1), clamp=clamp)
+    aligned = ycbcr_to_rgb(torch.cat((aligned_y, chroma), dim=1), clamp=clamp)
+    return fused, aligned

@@ -5,28 +5,7 @@
 that the training path does not load it).
 """
 
-from bsafusion.metrics.registration import (
-    endpoint_error,
-    endpoint_error_stats,
-    folding_percent,
-    inverse_consistency,
-    jacobian_determinant,
-    landmark_tre,
-    mse,
-    ncc,
-    registration_metrics,
-    ssim,
-)
+from bsafusion.metrics import registration
+from bsafusion.metrics.registration import *  # noqa: F403  (the names in registration.__all__)
 
-__all__ = [
-    "endpoint_error",
-    "endpoint_error_stats",
-    "folding_percent",
-    "inverse_consistency",
-    "jacobian_determinant",
-    "landmark_tre",
-    "mse",
-    "ncc",
-    "registration_metrics",
-    "ssim",
-]
+__all__ = list(registration.__all__)
