@@ -26,6 +26,16 @@ def require_shared(path: Path) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread, restored afterwards: on a shared 2-core machine torch's thread
+    pool under contention makes small convolutions ~100x slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def device() -> torch.device:
     return torch.device(os.environ.get("BSAFUSION_TEST_DEVICE", "cpu"))
 

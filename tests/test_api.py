@@ -22,14 +22,7 @@ from bsafusion.samples import sample_pairs
 from .conftest import REPO
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's thread pool under contention
-    makes small convolutions ~100x slower. Restored afterwards."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,22 +27,15 @@ from bsafusion.samples import sample_pairs
 from .io.test_image_io import _huge_png_header
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "untrained.safetensors"
     BSAFusion().save_pretrained(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's thread pool under contention
-    makes small convolutions ~100x slower. Restored afterwards."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(autouse=True)
