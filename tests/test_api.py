@@ -21,7 +21,6 @@ from bsafusion.samples import sample_pairs
 
 from .conftest import REPO
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -26,7 +26,6 @@ from bsafusion.samples import sample_pairs
 
 from .io.test_image_io import _huge_png_header
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
