@@ -22,8 +22,10 @@ from bsafusion.train import export_weights, load_checkpoint, train
 def test_tiny_run_end_to_end(tiny_config, tmp_path):
     result = train(tiny_config, device="cpu", progress=False)
     run = tmp_path / "run"
-    assert result.epoch == 4 and {"best.pt", "last.pt", "log.csv"} <= {
+    assert result.epoch == 4 and {"best.pt", "last.pt", "log.csv", "config.json"} <= {
         p.name for p in run.iterdir()}
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["image_size"] == 32 and saved["model"] == tiny_config.model.to_dict()
     with open(run / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]

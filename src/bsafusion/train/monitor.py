@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from pathlib import Path
@@ -40,6 +41,11 @@ class RunMonitor:
         self.tb = _tensorboard(self.out_dir / "tb")
         self.bar = _tqdm(total_epochs, start_epoch) if progress else None
         self.last_epe = float("nan")  # latest validation EPE, shown between validations
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``config.json``: the run's TrainConfig (with its ModelConfig and deformations)."""
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        atomic_write(self.out_dir / "config.json", lambda tmp: tmp.write_text(text))
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         """Rewrite ``log.csv`` from the rows so far (columns: union of keys, in order)."""

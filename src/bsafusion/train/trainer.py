@@ -107,6 +107,8 @@ class Trainer:
                     if dist.is_distributed else self.model)
         self.monitor = (RunMonitor(self.out_dir, cfg.num_epochs, self.epoch, progress)
                         if dist.is_main else None)
+        if self.monitor is not None:
+            self.monitor.write_config(cfg.to_dict())
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TrainResult:

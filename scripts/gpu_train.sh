@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One command for a real training run on a lent GPU box (see README, "Training").
+#
+#   scripts/gpu_train.sh PAIR [extra `bsafusion train` options...]
+#
+# Runs from the repository root with no install (PYTHONPATH=src), reads the data from
+# .cache/aanlib/<PAIR>-MRI/ (copy it there and `carry` .cache/aanlib), trains into
+# .cache/runs/<pair>/ for at most $BUDGET_S seconds (default 480, under the tool's 10-minute
+# limit), resuming bit-exactly if a run is already there, then exports fp16 inference weights
+# and copies them with config.json, log.csv and loss.png to $OUT (default: the run folder's
+# out/). Call it again on the same warm machine to continue the run.
+set -euo pipefail
+pair=${1:?usage: scripts/gpu_train.sh ct|pet|spect [train options...]}
+shift
+run=.cache/runs/$pair
+out=${OUT:-$run/out}
+mkdir -p "$out"
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+resume=()
+[ -f "$run/last.pt" ] && resume=(--resume)
+status=0
+timeout --signal=INT "${BUDGET_S:-480}" python -m bsafusion train --pair "$pair" \
+  --data "${DATA:-.cache/aanlib}" --out "$run" --no-progress "${resume[@]}" "$@" || status=$?
+echo "train exit status: $status (124 = stopped by the time budget; resume with the same command)"
+[ -f "$run/last.pt" ] || { echo "no checkpoint written yet" >&2; exit 1; }
+python -m bsafusion export "$run" "$out/$pair.safetensors" --fp16 --which last --overwrite
+for f in config.json log.csv loss.png; do
+  if [ -f "$run/$f" ]; then cp "$run/$f" "$out/"; fi
+done
+ls -la "$out"
