@@ -126,11 +126,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown fields raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(unknown[0], "unknown ModelConfig field")
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
