@@ -67,7 +67,7 @@ def _phantom(h, w, seed=0):
 def test_demo_writes_the_four_outputs(tmp_path):
     proc = run_cli("fuse", "--demo", "--out", "demo_out", cwd=tmp_path)  # the README command
     assert proc.returncode == 0, proc.stderr
-    assert "untrained network" in proc.stderr  # honest while no weights are bundled
+    assert "interim CPU weights" in proc.stderr  # honest about the bundled CT weights
     out = tmp_path / "demo_out"
     assert _files(out) == ["aligned/16010.png", "flow/16010.npy", "fused/16010.png",
                            "panel/16010.png"]
@@ -76,6 +76,9 @@ def test_demo_writes_the_four_outputs(tmp_path):
     assert Image.open(out / "panel" / "16010.png").size[0] >= 4 * 256
     again = run_cli("fuse", "--demo", "--out", "demo_out", cwd=tmp_path)
     assert again.returncode == 2 and "exists (pass --overwrite" in again.stderr
+    # a pair without bundled weights: the demo says it runs an untrained network
+    pet = run_cli("fuse", "--demo", "--pair", "pet", "--no-panel", "--out", "pet", cwd=tmp_path)
+    assert pet.returncode == 0 and "untrained network" in pet.stderr
 
 
 def test_single_pair_16bit_non_square(tmp_path, weights):

@@ -134,7 +134,11 @@ def load_fuser(args: argparse.Namespace, pair: str):
     from bsafusion.weights import available_weights
 
     kwargs = {"work_size": args.work_size or None, "prealign": args.prealign}
-    if args.weights or pair in available_weights():
+    bundled = available_weights().get(pair)
+    if args.weights or bundled:
+        if not args.weights and bundled.get("note"):
+            print(f"bsafusion: warning: bundled {pair} weights are {bundled['note']}",
+                  file=sys.stderr)
         return Fuser.from_pretrained(args.weights or pair, device=args.device, **kwargs)
     if not args.demo:
         raise WeightsError(pair, "no trained weights are bundled for this pair yet; pass "
