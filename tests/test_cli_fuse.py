@@ -226,7 +226,7 @@ def _case(name, tmp, good_f, good_m, weights):
         return [*base[:3], "--weights", tmp / "none.safetensors", *base[5:]], \
             "none.safetensors: no such file"
     if name == "no bundled weights":
-        return [*base[:3], *base[5:]], "ct: no trained weights are bundled"
+        return [*base[:3], *base[5:], "--pair", "pet"], "pet: no trained weights are bundled"
     if name == "truncated nifti":
         nib = pytest.importorskip("nibabel")
         nib.save(nib.Nifti1Image(np.ones((20, 20, 5), np.float32), np.eye(4)), tmp / "v.nii.gz")

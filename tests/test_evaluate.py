@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from html.parser import HTMLParser
 
 import numpy as np
@@ -41,7 +42,7 @@ def run(tmp_path_factory, aanlib_dir):
 
 def test_cli_writes_the_four_outputs(run):
     _, out, proc = run
-    assert "UNTRAINED" in proc.stdout
+    assert "bundled `ct` weights (interim CPU weights" in proc.stdout  # labelled as interim
     for name in ("metrics.csv", "summary.md", "index.html"):
         assert (out / name).is_file()
     assert len(list(out.glob("panel_best_*.png"))) == 1
@@ -67,7 +68,7 @@ def test_metrics_csv_has_one_row_per_pair_and_method(run):
 def test_summary_reads_like_a_paper_table(run):
     _, out, _ = run
     text = (out / "summary.md").read_text()
-    assert "UNTRAINED network" in text and "seed 0" in text and "machine" in text
+    assert "interim CPU weights" in text and "seed 0" in text and "machine" in text
     assert "0.504" in text  # the colour convention is stated
     table = [line for line in text.splitlines() if line.startswith("| identity-avg")]
     assert table and "±" in table[0]
@@ -213,6 +214,14 @@ def test_colour_pair_is_scored_on_y_and_shown_in_colour(tmp_path, aanlib_dir):
     (panel,) = (tmp_path / "report").glob("panel_best_*.png")
     arr = np.asarray(Image.open(panel).convert("RGB")).astype(int)
     assert (np.abs(arr[..., 0] - arr[..., 2]) > 40).any()  # pseudo-colour survived
+
+
+def test_a_pair_without_bundled_weights_scores_a_labelled_untrained_network():
+    from bsafusion.evaluate import build_model
+
+    model, label = build_model(EvalConfig(out_dir=Path("unused"), pair="pet", seed=3))
+    assert label.startswith("UNTRAINED network") and "seed 3" in label
+    assert not model.training
 
 
 def test_weights_file_is_used_and_named(run, tmp_path):

@@ -215,8 +215,10 @@ def build_model(cfg: EvalConfig):
     if cfg.weights:
         return build_bsafusion(weights=cfg.weights), f"weights file {cfg.weights}"
     name = PAIR_ALIASES.get(cfg.pair.lower())
-    if name in available_weights():
-        return build_bsafusion(weights=name), f"bundled `{name}` weights"
+    bundled = available_weights().get(name)
+    if bundled:
+        note = f" ({bundled['note']})" if bundled.get("note") else ""
+        return build_bsafusion(weights=name), f"bundled `{name}` weights{note}"
     log.warning("no trained %s weights are bundled: scoring an UNTRAINED network (seed %d)",
                 cfg.pair, cfg.seed)
     with torch.random.fork_rng(devices=[]):
