@@ -68,17 +68,31 @@ def timed(run, fixed, moving, device: str, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB.
+
+    Reads ``VmHWM`` from /proc (per address space, so it starts afresh in a new process);
+    ``ru_maxrss`` is inherited across fork + exec on Linux and would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_memory_mb(path: str, size: int, device: str, amp: bool) -> float:
     """Peak memory of one pair in a fresh process (RSS on CPU, CUDA max allocated on GPU)."""
     code = (
-        "import sys, json, resource, torch; sys.path.insert(0, 'benchmarks');"
-        "from inference import build;"
+        "import sys, json, torch; sys.path.insert(0, 'benchmarks');"
+        "from inference import build, peak_rss_mb;"
         f"run = build({path!r}, {device!r}, {amp!r});"
         f"x = torch.rand(1, 1, {size}, {size}, device={device!r});"
         "run(x, x);"
         "cuda = torch.cuda.is_available() and x.is_cuda;"
-        "mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
+        "mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb();"
         "print(json.dumps(mb))"
     )
     root = Path(__file__).resolve().parents[1]
