@@ -35,8 +35,9 @@ from bsafusion.errors import ConfigError, InputError
 from bsafusion.io.image import read_image
 from bsafusion.metrics import fusion as fusion_metrics_mod
 from bsafusion.metrics import registration as reg
-from bsafusion.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
+from bsafusion.ops.color import rgb_to_ycbcr
 from bsafusion.ops.warp import warp
+from bsafusion.pipeline import luma_to_rgb
 
 __all__ = [
     "DEFAULT_METHODS", "METHODS", "EvalConfig", "EvalResult", "MethodOutput", "Testset",
@@ -194,10 +195,7 @@ def _quantise(x: Tensor) -> Tensor:
 
 
 def _colour(fused: Tensor, chroma: Tensor | None, flow: Tensor | None) -> Tensor | None:
-    if chroma is None:
-        return None
-    moved = chroma if flow is None else warp(chroma, flow)
-    return ycbcr_to_rgb(torch.cat((fused, moved), 1))
+    return None if chroma is None else luma_to_rgb(fused, chroma, flow)
 
 
 def _timed(fn: Callable[[], tuple]) -> tuple[tuple, float]:
@@ -284,7 +282,7 @@ def external_output(ts: Testset, i: int, cfg: EvalConfig) -> MethodOutput:
     for what, t in (("fused", fused), ("aligned", aligned), ("flow", flow)):
         if t is not None and tuple(t.shape[-2:]) != size:
             raise InputError(f"{what} of {stem}", f"size {tuple(t.shape[-2:])} != {size}")
-    rgb = ycbcr_to_rgb(torch.cat((fused, fused_chroma), 1)) if fused_chroma is not None else None
+    rgb = _colour(fused, fused_chroma, None)
     return MethodOutput(aligned if aligned is not None else torch.full_like(fused, math.nan),
                         fused, flow, None, rgb, math.nan)
 

@@ -32,6 +32,7 @@ __all__ = [
     "PairOutput",
     "affine_flow",
     "align_and_fuse",
+    "luma_to_rgb",
     "recombine_color",
     "resize_image",
     "to_luma",
@@ -161,7 +162,24 @@ def recombine_color(fused_y: Tensor, aligned_y: Tensor, chroma: Tensor, flow: Te
     Returns:
         (fused RGB, aligned RGB), each (B, 3, H, W).
     """
-    chroma = warp(chroma, flow)
-    fused = ycbcr_to_rgb(torch.cat((fused_y, chroma), dim=1), clamp=clamp)
-    aligned = ycbcr_to_rgb(torch.cat((aligned_y, chroma), dim=1), clamp=clamp)
-    return fused, aligned
+    chroma = warp(chroma, flow)  # once, for both
+    return (luma_to_rgb(fused_y, chroma, clamp=clamp),
+            luma_to_rgb(aligned_y, chroma, clamp=clamp))
+
+
+def luma_to_rgb(luma: Tensor, chroma: Tensor, flow: Tensor | None = None, *,
+                clamp: bool = True) -> Tensor:
+    """Recombine a Y channel with Cb/Cr into RGB (§7), warping Cb/Cr by ``flow`` first.
+
+    Args:
+        luma: (B, 1, H, W) Y in the fixed frame.
+        chroma: (B, 2, H, W) Cb/Cr; in the moving frame when ``flow`` is given, else already
+            in the fixed frame.
+        flow: (B, 2, H, W) px, channel 0 = x, samples the moving image; None = no warp.
+        clamp: clamp RGB to [0, 1].
+    Returns:
+        (B, 3, H, W) RGB.
+    """
+    if flow is not None:
+        chroma = warp(chroma, flow)
+    return ycbcr_to_rgb(torch.cat((luma, chroma), dim=1), clamp=clamp)

@@ -22,8 +22,7 @@ from PIL import Image, ImageDraw
 
 from bsafusion.io.atomic import atomic_write
 from bsafusion.metrics.fusion import HIGHER_IS_BETTER
-from bsafusion.ops.color import ycbcr_to_rgb
-from bsafusion.ops.warp import warp
+from bsafusion.pipeline import luma_to_rgb
 
 __all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
 
@@ -134,9 +133,7 @@ def display_images(ts, i: int, out) -> dict[str, np.ndarray]:
         out.fused)
     diff = ((aligned - ts.label[i:i + 1]).abs() * 4).clamp(0, 1)
     if ts.chroma is not None:  # colour pairs: show the aligned image in colour too
-        chroma = ts.chroma[i:i + 1]
-        chroma = warp(chroma, out.flow) if out.flow is not None else chroma
-        aligned = ycbcr_to_rgb(torch.cat((aligned, chroma), 1))
+        aligned = luma_to_rgb(aligned, ts.chroma[i:i + 1], out.flow)
     return {"aligned": _u8(aligned), "diff": _u8(diff),
             "fused": _u8(out.fused_rgb if out.fused_rgb is not None else out.fused)}
 
@@ -150,7 +147,7 @@ def _panel(ts, i: int, methods, shown, tile: int = 160) -> Image.Image:
         draw.text((left + c * tile + 4, 4), title, fill="black")
     moving = ts.moving[i:i + 1]
     if ts.chroma is not None:
-        moving = ycbcr_to_rgb(torch.cat((moving, ts.chroma[i:i + 1]), 1))
+        moving = luma_to_rgb(moving, ts.chroma[i:i + 1])
     fixed, moving = _u8(ts.fixed[i:i + 1]), _u8(moving)
     for r, method in enumerate(methods):
         draw.text((4, top + r * tile + tile // 2 - 6), method, fill="black")
