@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from bsafusion.errors import BsafusionError, InputError
-from bsafusion.io.atomic import atomic_write
+from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.io.image import IMAGE_SUFFIXES, ImageData, file_stem, load_image, write_image
 from bsafusion.viz import save_panel
 
@@ -71,8 +71,7 @@ def _targets(out: Path, stem: str, ext: str, *, fused: bool, panel: bool) -> dic
 
 def _check_free(targets: dict[str, Path], overwrite: bool) -> None:
     for path in targets.values():
-        if path.exists() and not overwrite:
-            raise InputError(path, "exists (pass --overwrite to replace it)")
+        refuse_overwrite(path, overwrite)
 
 
 def check_outputs_free(out_dir: str | os.PathLike, stem: str, *, fmt: str = "png",

@@ -24,12 +24,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bsafusion.errors import InputError
+    from bsafusion.io.atomic import refuse_overwrite
     from bsafusion.model import BSAFusion
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise InputError(out, "exists (pass --overwrite to replace it)")
+    refuse_overwrite(out, args.overwrite)
     model = BSAFusion.from_release_checkpoint(args.checkpoint)
     dtype = torch.float16 if args.fp16 else torch.float32
     source = {"source": Path(args.checkpoint).name}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bsafusion.errors import InputError
-from bsafusion.io.atomic import atomic_write
+from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.io.image import read_image
 from bsafusion.ops.color import rgb_to_ycbcr
 
@@ -256,8 +256,7 @@ def make_split(pair_dir: str | os.PathLike, *, val: float = 0.1, test: float = 0
         raise InputError("--val/--test", f"fractions must be in [0, 1) with sum < 1, got "
                                          f"{val} and {test}")
     path = root / "split.csv"
-    if path.exists() and not overwrite:
-        raise InputError(path, "exists (pass --overwrite to replace it)")
+    refuse_overwrite(path, overwrite)
     sides = {}
     for folder in ("MRI", mod):
         if not (root / folder).is_dir():

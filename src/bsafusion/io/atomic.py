@@ -6,7 +6,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+from bsafusion.errors import InputError
+
+__all__ = ["atomic_write", "refuse_overwrite"]
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
+    """Raise :class:`InputError` naming ``path`` if it exists and ``overwrite`` is False."""
+    if not overwrite and Path(path).exists():
+        raise InputError(path, "exists (pass --overwrite to replace it)")
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:

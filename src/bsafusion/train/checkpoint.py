@@ -22,7 +22,7 @@ import torch
 
 from bsafusion.config import ModelConfig
 from bsafusion.errors import InputError
-from bsafusion.io.atomic import atomic_write
+from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.model import BSAFusion
 
 __all__ = ["CHECKPOINT_FORMAT", "export_weights", "find_checkpoint", "load_checkpoint",
@@ -81,8 +81,7 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike, *, fp16: bool
         InputError: bad run / checkpoint, or ``out`` exists without ``overwrite``.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(out, "exists (pass --overwrite to replace it)")
+    refuse_overwrite(out, overwrite)
     path = find_checkpoint(run, which)
     state = load_checkpoint(path)
     model = BSAFusion.from_state_dict(state["model"], ModelConfig.from_dict(state["model_config"]),
