@@ -13,7 +13,6 @@ SSIM sums all-reduced across processes. Every ``val_every`` epochs the model is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -178,7 +177,7 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         for idx in torch.arange(fixed.shape[0], device=self.device).split(
                 max(1, self.config.batch_size // self.dist.world_size)):
-            with self._autocast():
+            with bf16_autocast(self.device, self.config):
                 out = self.model(fixed[idx], moving[idx])
             metrics = registration_metrics(out.aligned.float(), label[idx], out.flow.float(),
                                            flow_gt[idx])
@@ -191,11 +190,6 @@ class Trainer:
         return row
 
     # --------------------------------------------------------------- helpers
-    def _autocast(self):
-        if self.device.type == "cuda" and self.config.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _deformed_val_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The validation pairs deformed once with ``val_seed`` (same set at every check)."""
         cfg = self.config
@@ -253,6 +247,12 @@ class Trainer:
         log.info("resumed %s at epoch %d", self.out_dir, self.epoch)
 
 
+def bf16_autocast(device: torch.device, config: TrainConfig) -> torch.autocast:
+    """bf16 autocast on CUDA when ``config.amp``; a disabled (no-op) autocast otherwise."""
+    return torch.autocast("cuda", dtype=torch.bfloat16,
+                          enabled=device.type == "cuda" and config.amp)
+
+
 def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
                   optimizer: torch.optim.Optimizer, fixed: Tensor, label: Tensor, *,
                   config: TrainConfig, generator: torch.Generator, p: float = 1.0) -> Tensor:
@@ -269,8 +269,7 @@ def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
     if config.augment:
         fixed, label = augment_pairs((fixed, label), generator=generator)
     moving, flow_gt, _ = deform(label, config.train_deform, generator=generator)
-    amp = fixed.device.type == "cuda" and config.amp
-    with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+    with bf16_autocast(fixed.device, config):
         out = net(fixed, moving)
     terms = criterion(out, fixed, label, p)
     optimizer.zero_grad(set_to_none=True)
