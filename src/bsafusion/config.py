@@ -227,6 +227,12 @@ class TrainConfig:
         val_every: validate every K epochs (and after the last one).
         checkpoint_every: write ``last.pt`` every K epochs (0: with each validation).
         stop_after: stop after this many epochs in this invocation (resume later).
+        time_budget_s: fit the schedule to this many seconds of wall clock: after a few
+            timed epochs ``num_epochs`` is lowered (never raised) so that training and its
+            validations end within the budget, and the cosine schedule is re-targeted to the
+            new length (``budget_fitted`` then records that it happened; a resumed run keeps
+            the fitted length).
+        budget_fitted: set by the trainer once ``num_epochs`` was fitted to the budget.
         seed: seeds the model init, augmentation and deformations.
         val_seed: seed of the fixed validation deformation.
         augment: random paired flips / 90-degree rotations.
@@ -248,6 +254,8 @@ class TrainConfig:
     val_every: int = 50
     checkpoint_every: int = 0
     stop_after: int | None = None
+    time_budget_s: float | None = None
+    budget_fitted: bool = False
     seed: int = 0
     val_seed: int = 1234
     augment: bool = True

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,30 @@ def test_resume_is_bit_exact(tiny_config, tmp_path):
     assert a["p"] == b["p"] and a["epoch"] == b["epoch"] == 4
 
     def untimed(history):
-        return [{k: v for k, v in row.items() if k != "pairs_per_s"} for row in history]
+        return [{k: v for k, v in row.items() if k not in ("pairs_per_s", "seconds")}
+                for row in history]
     assert untimed(a["history"]) == untimed(b["history"])
     assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
                       strict=True):
         assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+def test_time_budget_fits_the_schedule(tiny_config, tmp_path):
+    budget = 8.0
+    config = dataclasses.replace(tiny_config, num_epochs=100_000, val_every=5,
+                                 checkpoint_every=0, time_budget_s=budget)
+    start = time.perf_counter()
+    result = train(config, device="cpu", progress=False)
+    elapsed = time.perf_counter() - start
+    saved = json.loads((tmp_path / "run/config.json").read_text())
+    assert saved["budget_fitted"] and 4 < saved["num_epochs"] == result.epoch < 100_000
+    assert elapsed < 3 * budget  # fitted from measured costs (loose: a shared CI box)
+    state = load_checkpoint(tmp_path / "run/last.pt")
+    assert state["history"][-1]["lr"] == pytest.approx(config.lr * config.lr_min_ratio)
+    assert "val_epe_mean" in state["history"][-1]  # the last epoch is validated
+    # a resumed run keeps the fitted length: nothing is left to do
+    assert train(config, resume=True, device="cpu", progress=False).epoch == result.epoch
 
 
 def test_export_loads_strictly_and_matches(tiny_config, tmp_path):

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write last.pt every K epochs (0: with each validation)")
     p.add_argument("--stop-after", type=int, help="stop after N epochs of this invocation")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="shorten --num-epochs so the run (with its cosine schedule) fits in "
+                        "this wall-clock budget, measured after a few epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, help="resize the data (quick experiments)")
     p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-        stop_after=args.stop_after, seed=args.seed, image_size=args.image_size,
+        stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,
+        image_size=args.image_size,
         max_train_pairs=args.max_train_pairs, augment=args.augment, amp=args.amp,
         train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
     result = train(config, resume=args.resume, device=args.device, progress=args.progress)

@@ -42,6 +42,12 @@ class RunMonitor:
         self.bar = _tqdm(total_epochs, start_epoch) if progress else None
         self.last_epe = float("nan")  # latest validation EPE, shown between validations
 
+    def set_total(self, total_epochs: int) -> None:
+        """The schedule's length changed (a time budget was fitted)."""
+        if self.bar is not None and hasattr(self.bar, "total"):
+            self.bar.total = total_epochs
+            self.bar.refresh()
+
     def write_config(self, config: dict[str, Any]) -> None:
         """Write ``config.json``: the run's TrainConfig (with its ModelConfig and deformations)."""
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"

@@ -13,7 +13,9 @@ SSIM sums all-reduced across processes. Every ``val_every`` epochs the model is 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +45,8 @@ from bsafusion.train.monitor import RunMonitor
 __all__ = ["TERMS", "TrainResult", "Trainer", "train", "training_step"]
 
 log = logging.getLogger(__name__)
+FIT_AFTER_EPOCHS = 4  # epochs timed before ``time_budget_s`` fits the schedule
+BUDGET_SAFETY = 0.95  # fraction of the measured time left that the fitted schedule may use
 TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
 
 
@@ -72,6 +76,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, dist: DistInfo, *, resume: bool = False,
                  progress: bool = True) -> None:
         self.dist, self.device = dist, dist.device
+        self.started = time.perf_counter()  # the clock of ``time_budget_s``
         self.out_dir = Path(config.out_dir)
         state = load_checkpoint(self.out_dir / "last.pt") if resume else None
         if state is not None:
@@ -116,9 +121,16 @@ class Trainer:
         end = cfg.num_epochs if cfg.stop_after is None else min(
             cfg.num_epochs, self.epoch + cfg.stop_after)
         every = cfg.checkpoint_every or cfg.val_every
+        fit_at = self.epoch + FIT_AFTER_EPOCHS
+        epoch_seconds: list[float] = []
         try:
             while self.epoch < end:
                 row = self.train_epoch()
+                epoch_seconds.append(row["seconds"])
+                if (cfg.time_budget_s and not cfg.budget_fitted and self.epoch == fit_at
+                        and self.epoch < cfg.num_epochs):
+                    cfg = self._fit_to_budget(epoch_seconds[1:])  # the first one warms up
+                    end = min(end, cfg.num_epochs)
                 if self.epoch % cfg.val_every == 0 or self.epoch == cfg.num_epochs:
                     row.update(self.validate())
                     if row["val_epe_mean"] < self.best_metric:
@@ -157,7 +169,8 @@ class Trainer:
         self.epoch += 1
         seconds = time.perf_counter() - start
         row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "p": self.p,
-               **{f"train_{t}": v for t, v in means.items()}, "pairs_per_s": n / seconds}
+               **{f"train_{t}": v for t, v in means.items()}, "pairs_per_s": n / seconds,
+               "seconds": seconds}
         return row
 
     def train_step(self, fixed: Tensor, label: Tensor) -> Tensor:
@@ -190,6 +203,40 @@ class Trainer:
         return row
 
     # --------------------------------------------------------------- helpers
+    def _fit_to_budget(self, epoch_seconds: list[float]) -> TrainConfig:
+        """Lower ``num_epochs`` so the run ends within ``time_budget_s`` (see TrainConfig).
+
+        Costs are measured here: the mean of ``epoch_seconds`` (the warm epochs so far), one
+        validation and one ``last.pt`` write, spread over their intervals; ranks agree on the
+        mean of their measurements. The cosine schedule is re-targeted to the new length (it
+        is still at its start, so the learning rate is continuous). Returns the new config.
+        """
+        cfg = self.config
+        start = time.perf_counter()
+        self.validate()
+        val_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self._save("last.pt")
+        save_s = time.perf_counter() - start
+        costs = torch.tensor([sum(epoch_seconds) / len(epoch_seconds), val_s, save_s],
+                             device=self.device, dtype=torch.float64)
+        all_reduce_sum(costs)
+        epoch_s, val_s, save_s = (costs / self.dist.world_size).tolist()
+        per_epoch = (epoch_s + val_s / cfg.val_every
+                     + save_s / (cfg.checkpoint_every or cfg.val_every))
+        left = cfg.time_budget_s - (time.perf_counter() - self.started) - val_s - save_s
+        more = max(1, math.floor(BUDGET_SAFETY * left / per_epoch))
+        epochs = min(cfg.num_epochs, self.epoch + more)
+        log.info("time budget %.0f s: %.2f s per epoch (with validation and checkpoints), "
+                 "%d epochs instead of %d", cfg.time_budget_s, per_epoch, epochs,
+                 cfg.num_epochs)
+        self.config = cfg = dataclasses.replace(cfg, num_epochs=epochs, budget_fitted=True)
+        self.scheduler.T_max = epochs
+        if self.monitor is not None:
+            self.monitor.set_total(epochs)
+            self.monitor.write_config(cfg.to_dict())
+        return cfg
+
     def _deformed_val_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The validation pairs deformed once with ``val_seed`` (same set at every check)."""
         cfg = self.config
