@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-epochs", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32, help="global batch (32)")
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--flow-head-lr-scale", type=float, default=0.05,
+                   help="flow heads' learning rate relative to --lr (0.05; see TrainConfig)")
     p.add_argument("--val-every", type=int, default=50, help="validate every K epochs (50)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write last.pt every K epochs (0: with each validation)")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
+        flow_head_lr_scale=args.flow_head_lr_scale,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
         stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,
         image_size=args.image_size,

@@ -42,7 +42,7 @@ from bsafusion.train.distributed import (
 )
 from bsafusion.train.monitor import RunMonitor
 
-__all__ = ["TERMS", "TrainResult", "Trainer", "train", "training_step"]
+__all__ = ["TERMS", "TrainResult", "Trainer", "param_groups", "train", "training_step"]
 
 log = logging.getLogger(__name__)
 FIT_AFTER_EPOCHS = 4  # epochs timed before ``time_budget_s`` fits the schedule
@@ -88,8 +88,8 @@ class Trainer:
                                             f"{dist.world_size} processes")
         torch.manual_seed(cfg.seed)  # model init: identical on every rank
         self.model = BSAFusion(cfg.model).to(self.device).train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+        self.optimizer = torch.optim.Adam(param_groups(self.model, cfg), lr=cfg.lr,
+                                          betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.num_epochs, eta_min=cfg.lr * cfg.lr_min_ratio)
         self.criterion = BSAFusionLoss()
@@ -292,6 +292,16 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         log.info("resumed %s at epoch %d", self.out_dir, self.epoch)
+
+
+def param_groups(model: BSAFusion, config: TrainConfig) -> list[dict]:
+    """Adam's groups: the flow heads at ``lr * flow_head_lr_scale``, the rest at ``lr``."""
+    heads, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (heads if ".flow_head." in name else rest).append(param)
+    return [{"params": rest},
+            {"params": heads, "lr": config.lr * config.flow_head_lr_scale}]
 
 
 def bf16_autocast(device: torch.device, config: TrainConfig) -> torch.autocast:
