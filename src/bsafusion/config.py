@@ -234,10 +234,10 @@ class TrainConfig:
         checkpoint_every: write ``last.pt`` every K epochs (0: with each validation).
         stop_after: stop after this many epochs in this invocation (resume later).
         time_budget_s: fit the schedule to this many seconds of wall clock: after a few
-            timed epochs ``num_epochs`` is lowered (never raised) so that training and its
-            validations end within the budget, and the cosine schedule is re-targeted to the
-            new length (``budget_fitted`` then records that it happened; a resumed run keeps
-            the fitted length).
+            timed epochs (and a tenth of the budget) ``num_epochs`` is lowered (never
+            raised) so that training and its validations end within the budget, and the
+            cosine schedule is re-targeted to the new length (``budget_fitted`` then records
+            that it happened; a resumed run keeps the fitted length).
         budget_fitted: set by the trainer once ``num_epochs`` was fitted to the budget.
         seed: seeds the model init, augmentation and deformations.
         val_seed: seed of the fixed validation deformation.

@@ -46,3 +46,14 @@ def test_torchrun_two_processes_gloo_and_bit_exact_resume(aanlib_dir, tmp_path):
     resumed = load_checkpoint(tmp_path / "part" / "last.pt")
     for key, value in state["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+@pytest.mark.ddp
+def test_torchrun_fits_a_time_budget_on_every_rank_alike(aanlib_dir, tmp_path):
+    # the fit is a collective decision (a vote, a validation, a checkpoint): a rank deciding
+    # alone would hang the other at its next all-reduce
+    _torchrun(aanlib_dir, tmp_path / "run", "--num-epochs", "100000", "--time-budget", "6",
+              "--val-every", "5", "--checkpoint-every", "0")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["budget_fitted"] and state["epoch"] == saved["num_epochs"] < 100000

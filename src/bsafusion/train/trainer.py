@@ -45,7 +45,11 @@ from bsafusion.train.monitor import RunMonitor
 __all__ = ["TERMS", "TrainResult", "Trainer", "param_groups", "train", "training_step"]
 
 log = logging.getLogger(__name__)
-FIT_AFTER_EPOCHS = 4  # epochs timed before ``time_budget_s`` fits the schedule
+# ``time_budget_s`` fits the schedule once FIT_AFTER_EPOCHS epochs have run and
+# FIT_AFTER_FRACTION of the budget has passed, from the last FIT_AFTER_EPOCHS - 1 epochs (not
+# the first, which autotunes; and late enough that runs sharing a GPU have all warmed up)
+FIT_AFTER_EPOCHS = 4
+FIT_AFTER_FRACTION = 0.1
 BUDGET_SAFETY = 0.95  # fraction of the measured time left that the fitted schedule may use
 TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
 
@@ -127,9 +131,9 @@ class Trainer:
             while self.epoch < end:
                 row = self.train_epoch()
                 epoch_seconds.append(row["seconds"])
-                if (cfg.time_budget_s and not cfg.budget_fitted and self.epoch == fit_at
-                        and self.epoch < cfg.num_epochs):
-                    cfg = self._fit_to_budget(epoch_seconds[1:])  # the first one warms up
+                if (cfg.time_budget_s and not cfg.budget_fitted and self.epoch >= fit_at
+                        and self.epoch < cfg.num_epochs and self._budget_fit_due()):
+                    cfg = self._fit_to_budget(epoch_seconds[-(FIT_AFTER_EPOCHS - 1):])
                     end = min(end, cfg.num_epochs)
                 if self.epoch % cfg.val_every == 0 or self.epoch == cfg.num_epochs:
                     row.update(self.validate())
@@ -203,10 +207,17 @@ class Trainer:
         return row
 
     # --------------------------------------------------------------- helpers
+    def _budget_fit_due(self) -> bool:
+        """Has FIT_AFTER_FRACTION of the time budget passed on every rank (same answer on all)?"""
+        due = time.perf_counter() - self.started >= FIT_AFTER_FRACTION * self.config.time_budget_s
+        votes = torch.tensor([float(due)], device=self.device, dtype=torch.float64)
+        all_reduce_sum(votes)
+        return int(votes.item()) == self.dist.world_size
+
     def _fit_to_budget(self, epoch_seconds: list[float]) -> TrainConfig:
         """Lower ``num_epochs`` so the run ends within ``time_budget_s`` (see TrainConfig).
 
-        Costs are measured here: the mean of ``epoch_seconds`` (the warm epochs so far), one
+        Costs are measured here: the mean of ``epoch_seconds`` (recent warm epochs), one
         validation and one ``last.pt`` write, spread over their intervals; ranks agree on the
         mean of their measurements. The cosine schedule is re-targeted to the new length (it
         is still at its start, so the learning rate is continuous). Returns the new config.
