@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -145,3 +146,23 @@ def test_cli_train_export_and_errors(aanlib_dir, tmp_path, capsys):
     bad_data = ["--pair", "ct", "--data", str(tmp_path), "--out", str(tmp_path / "r")]
     assert main(["train", *bad_data]) == 2
     assert "MRI/" in capsys.readouterr().err
+
+
+def test_cli_train_interrupted_says_how_to_resume(aanlib_dir, tmp_path):
+    # what `timeout --signal=INT` does to scripts/gpu_train.sh's run at the end of its budget
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bsafusion", "train", "--pair", "ct", "--data", str(aanlib_dir),
+           "--out", str(run), "--image-size", "32", "--max-train-pairs", "4", "--batch-size",
+           "4", "--num-epochs", "100000", "--val-every", "1", "--model-config", TINY_JSON,
+           "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint's rename finish and the next epoch start
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert load_checkpoint(run / "last.pt")["epoch"] >= 1

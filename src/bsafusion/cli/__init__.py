@@ -42,3 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = " ".join(exc.problem.split())  # always one line
         print(f"bsafusion: error: {exc.where}: {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or `timeout --signal=INT` ending a training budget
+        print(f"bsafusion: {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sys
     from pathlib import Path
 
     from bsafusion.config import DeformConfig, ModelConfig, TrainConfig
@@ -64,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         max_train_pairs=args.max_train_pairs, augment=args.augment, amp=args.amp,
         train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
-    result = train(config, resume=args.resume, device=args.device, progress=args.progress)
+    try:
+        result = train(config, resume=args.resume, device=args.device, progress=args.progress)
+    except KeyboardInterrupt:
+        last = Path(args.out) / "last.pt"
+        if last.exists():
+            print(f"bsafusion train: interrupted; {last} holds the last checkpoint "
+                  "(continue with --resume)", file=sys.stderr)
+        raise
     if result.is_main and result.last_row:
         print(f"{result.out_dir}: epoch {result.epoch}, best val EPE {result.best_metric:.3f} px "
               f"(epoch {result.best_epoch}), last train loss "
