@@ -4,7 +4,8 @@
 #   BUDGET_S=420 scripts/gpu_all.sh ct pet spect
 #
 # Starts scripts/gpu_train.sh for each PAIR concurrently (each fits its schedule to the same
-# BUDGET_S; extra train options in $TRAIN_ARGS; logs in .cache/out/train-<pair>.log), waits,
+# BUDGET_S; extra train options in $TRAIN_ARGS, split on spaces; logs in
+# .cache/out/train-<pair>.log), waits,
 # packs .cache/out/ (weights, config, logs, curves) into $OUT as out.tgz.part-aa, -ab, ... of
 # at most 15 MiB each (the device tool returns files of up to 16 MiB; reassemble with
 # `cat out.tgz.part-* | tar xz`), then writes the GPU benchmarks to $OUT (skip with BENCH=0).

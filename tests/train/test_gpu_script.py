@@ -37,3 +37,31 @@ def test_gpu_script_trains_resumes_and_exports(tmp_path, aanlib_dir):
     assert "train exit status: 0" in again.stdout
     epochs = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["1", "2"]  # resumed from last.pt, not restarted
+
+
+def test_gpu_all_script_packs_runs_into_returnable_pieces(tmp_path, aanlib_dir):
+    work = tmp_path / "repo"
+    (work / ".cache").mkdir(parents=True)
+    for name in ("src", "scripts", "benchmarks"):
+        shutil.copytree(REPO / name, work / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    train_args = ("--num-epochs 2 --batch-size 4 --image-size 32 --max-train-pairs 4 "
+                  "--val-every 1 --model-config " + json.dumps(TINY).replace(" ", ""))
+    env = {**os.environ, "OUT": str(out), "DATA": str(aanlib_dir), "OMP_NUM_THREADS": "1",
+           "BUDGET_S": "120", "CUDA_VISIBLE_DEVICES": "", "BENCH": "0",
+           "TRAIN_ARGS": train_args}
+    proc = subprocess.run(["bash", "scripts/gpu_all.sh", "ct", "pet"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    parts = sorted(out.glob("out.tgz.part-*"))
+    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    cat = subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {unpacked}", shell=True,
+                         capture_output=True, text=True)
+    assert cat.returncode == 0, cat.stderr
+    for pair in ("ct", "pet"):
+        folder = unpacked / ".cache" / "out" / pair
+        assert {"config.json", "log.csv"} <= {p.name for p in folder.iterdir()}
+        assert BSAFusion.from_pretrained(folder / f"{pair}.safetensors").config.embed_dim == 32
