@@ -135,6 +135,21 @@ def test_module_total_is_the_sum_of_terms_and_float32_under_bf16():
     assert float(no_tr["tr"]) == 0.0
 
 
+def test_fusion_target_label_fuses_toward_the_undeformed_image():
+    out = _fake_output()
+    out.aligned.requires_grad_(True)
+    fixed, label = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    terms = BSAFusionLoss(fusion_target="label")(out, fixed, label, p=1.5)
+    fus, _, _ = fusion_loss(out.fused, fixed, label, 1.5)
+    torch.testing.assert_close(terms["fus"], fus, rtol=0, atol=0)
+    # B~ then reaches the loss only through L_reg
+    grad_label, = torch.autograd.grad(terms["total"], out.aligned)
+    grad_reg, = torch.autograd.grad(registration_loss(out.aligned, label), out.aligned)
+    torch.testing.assert_close(grad_label, grad_reg)
+    with pytest.raises(ValueError, match="fusion_target"):
+        BSAFusionLoss(fusion_target="fixed")
+
+
 def test_loss_gradcheck():
     gen = torch.Generator().manual_seed(1)
     fixed = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64)

@@ -239,6 +239,8 @@ class TrainConfig:
             cosine schedule is re-targeted to the new length (``budget_fitted`` then records
             that it happened; a resumed run keeps the fitted length).
         budget_fitted: set by the trainer once ``num_epochs`` was fitted to the budget.
+        fusion_target: ``"aligned"`` (the paper's L_fus) or ``"label"`` (fuse toward the
+            undeformed image); see :class:`bsafusion.losses.BSAFusionLoss`.
         seed: seeds the model init, augmentation and deformations.
         val_seed: seed of the fixed validation deformation.
         augment: random paired flips / 90-degree rotations.
@@ -263,6 +265,7 @@ class TrainConfig:
     stop_after: int | None = None
     time_budget_s: float | None = None
     budget_fitted: bool = False
+    fusion_target: str = "aligned"
     seed: int = 0
     val_seed: int = 1234
     augment: bool = True
@@ -284,6 +287,8 @@ class TrainConfig:
         if self.lr <= 0 or not 0 < self.lr_min_ratio <= 1 or self.flow_head_lr_scale <= 0:
             raise ConfigError("lr", "lr and flow_head_lr_scale must be > 0 and lr_min_ratio "
                                     "in (0, 1]")
+        if self.fusion_target not in ("aligned", "label"):
+            raise ConfigError("fusion_target", f"{self.fusion_target!r} is not aligned or label")
         if self.image_size is not None and (self.image_size < 16 or self.image_size % 16):
             raise ConfigError("image_size", "must be a positive multiple of 16")
         for name, cls in (("train_deform", DeformConfig), ("val_deform", DeformConfig),

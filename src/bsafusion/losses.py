@@ -127,6 +127,10 @@ class BSAFusionLoss(nn.Module):
 
     Args:
         level_weights: smoothness weights of the K levels, coarse to fine.
+        fusion_target: what ``L_fus`` compares the fused image with on the moving side:
+            ``"aligned"`` (the paper: B~, the network's own warp of the deformed image, so
+            ``L_fus`` also pulls on the flow) or ``"label"`` (ours, optional: the undeformed
+            image I_B*, which a correct B~ equals, so ``L_fus`` rewards correct alignment).
 
     ``forward(out, fixed, label, p)`` takes the network's output (``flow``, ``aligned``,
     ``fused``, ``flows_a/b``, ``logits_a/b``, ``transfer_logits_a/b``), the fixed image
@@ -136,9 +140,13 @@ class BSAFusionLoss(nn.Module):
     autocast.
     """
 
-    def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS) -> None:
+    def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS,
+                 fusion_target: str = "aligned") -> None:
         super().__init__()
+        if fusion_target not in ("aligned", "label"):
+            raise ValueError(f"fusion_target {fusion_target!r} is not 'aligned' or 'label'")
         self.level_weights = tuple(float(w) for w in level_weights)
+        self.fusion_target = fusion_target
 
     def forward(self, out, fixed: Tensor, label: Tensor, p: float | Tensor = 1.0
                 ) -> dict[str, Tensor]:
@@ -154,7 +162,8 @@ class BSAFusionLoss(nn.Module):
         terms["smooth"] = smoothness_loss([f32(f) for f in out.flows_a],
                                           [f32(f) for f in out.flows_b], f32(out.flow),
                                           self.level_weights)
-        terms["fus"], terms["ssim_a"], terms["ssim_b"] = fusion_loss(fused, fixed, aligned, p)
+        target = aligned if self.fusion_target == "aligned" else label
+        terms["fus"], terms["ssim_a"], terms["ssim_b"] = fusion_loss(fused, fixed, target, p)
         terms["total"] = (terms["cls"] + terms["tr"] + terms["smooth"] + terms["fus"]
                           + terms["reg"])
         return terms

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="shorten --num-epochs so the run (with its cosine schedule) fits in "
                         "this wall-clock budget, measured after a few epochs")
+    p.add_argument("--fusion-target", choices=("aligned", "label"), default="aligned",
+                   help="L_fus against the network's aligned image (the paper) or the "
+                        "undeformed one (label)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, help="resize the data (quick experiments)")
     p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
-        flow_head_lr_scale=args.flow_head_lr_scale,
+        flow_head_lr_scale=args.flow_head_lr_scale, fusion_target=args.fusion_target,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
         stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,
         image_size=args.image_size,
