@@ -7,8 +7,15 @@ import torch
 from torch import nn
 
 from bsafusion import BSAFusion
-from bsafusion.inference import FastRestormerBlock, FoldedConv3x3, optimize_for_inference
+from bsafusion.inference import (
+    FastLevelUp,
+    FastRegistrationLayer,
+    FastRestormerBlock,
+    FoldedConv3x3,
+    optimize_for_inference,
+)
 from bsafusion.layers.restormer import RestormerBlock
+from bsafusion.model.bsfa import LevelUp, RegistrationLayer
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 5), (7, 9)])
@@ -27,6 +34,24 @@ def test_fast_restormer_block_matches_reference():
     block = RestormerBlock(3, 6).double().eval()
     x = torch.rand(2, 3, 12, 20, dtype=torch.float64)
     torch.testing.assert_close(FastRestormerBlock(block)(x), block(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("next_dim", [4, None])
+def test_fast_registration_layer_and_level_up_match_reference(next_dim):
+    torch.manual_seed(0)
+    layer = RegistrationLayer(6, next_dim).double().eval()
+    torch.nn.init.normal_(layer.flow_head.weight, std=0.1)  # not the near-zero training init
+    fcat = torch.rand(2, 12, 10, 14, dtype=torch.float64)
+    state = torch.rand(2, 6, 10, 14, dtype=torch.float64)
+    ref, out = layer(fcat, state), FastRegistrationLayer(layer)(fcat, state)
+    torch.testing.assert_close(out[0], ref[0], rtol=1e-10, atol=1e-10)
+    if next_dim is None:
+        assert out[1] is None and ref[1] is None
+    else:
+        torch.testing.assert_close(out[1], ref[1], rtol=1e-10, atol=1e-10)
+    level_up = LevelUp(6, 4).double().eval()
+    torch.testing.assert_close(FastLevelUp(level_up)(state), level_up(state), rtol=1e-10,
+                               atol=1e-10)
 
 
 def _assert_equivalent(model: BSAFusion, fixed: torch.Tensor, moving: torch.Tensor) -> None:
@@ -58,4 +83,6 @@ def test_original_model_is_untouched():
     fast = optimize_for_inference(model)
     assert any(isinstance(m, RestormerBlock) for m in model.modules())
     assert not any(isinstance(m, RestormerBlock) for m in fast.modules())
+    assert sum(isinstance(m, FastRegistrationLayer) for m in fast.modules()) == 10
+    assert sum(isinstance(m, FastLevelUp) for m in fast.modules()) == 4
     assert model.training and not fast.training
