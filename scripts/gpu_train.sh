@@ -14,7 +14,7 @@
 set -euo pipefail
 pair=${1:?usage: scripts/gpu_train.sh ct|pet|spect [train options...]}
 shift
-run=.cache/runs/$pair
+run=.cache/runs/${RUN:-$pair}  # RUN names the run folder (e.g. two variants of one pair)
 out=${OUT:-$run/out}
 mkdir -p "$out"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
