@@ -188,3 +188,23 @@ def test_readme_python_snippet_runs(tmp_path, monkeypatch):
     assert res.fused.shape == (256, 256) and res.flow.shape == (2, 256, 256)
     for sub in ("fused", "aligned", "flow", "panel"):
         assert any((tmp_path / "out" / sub).iterdir())
+
+
+def test_volume_batches_one_slice_at_a_time_on_cpu_by_default(model, monkeypatch):
+    fuser = Fuser(model, device="cpu", work_size=64)
+    seen = []
+    original = fuser.fuse_tensors
+
+    def spy(fixed, moving, **kwargs):
+        seen.append(fixed.shape[0])
+        return original(fixed, moving, **kwargs)
+
+    monkeypatch.setattr(fuser, "fuse_tensors", spy)
+    vol = np.stack([_smooth(64, 64, seed=s) for s in range(3)], axis=2)
+    result = fuser.fuse_volume(vol, vol, axis=2)
+    assert seen == [1, 1, 1] and result.fused.shape == vol.shape
+    seen.clear()
+    fuser.fuse_volume(vol, vol, axis=2, batch_size=2)
+    assert seen == [2, 1]
+    with pytest.raises(InputError, match="batch_size"):
+        fuser.fuse_volume(vol, vol, axis=2, batch_size=0)

@@ -220,8 +220,13 @@ class Fuser:
 
     # ------------------------------------------------------------------ volumes, files
     def fuse_volume(self, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
-                    register_only: bool = False, batch_size: int = 16) -> FusionResult:
+                    register_only: bool = False, batch_size: int | None = None
+                    ) -> FusionResult:
         """Fuse two grey volumes (X, Y, Z) in [0, 1] slice by slice along ``axis``.
+
+        ``batch_size`` slices go through the network at once; by default 1 on a CPU (where
+        larger batches are slower per slice: 0.21 s per 256² slice at 1, 0.41 s at 16, on
+        2 cores) and 16 on a GPU.
 
         Slices where either image is constant (outside the body) are passed through with a
         zero flow (``aligned`` = moving, ``fused`` = fixed). Returns volumes in the fixed

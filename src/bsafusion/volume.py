@@ -22,7 +22,7 @@ def _resample_volume(volume: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def fuse_volume(fuser, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
-                register_only: bool = False, batch_size: int = 16):
+                register_only: bool = False, batch_size: int | None = None):
     """Fuse (or register) two grey volumes (X, Y, Z) in [0, 1] slice by slice.
 
     Args:
@@ -32,7 +32,8 @@ def fuse_volume(fuser, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
             fixed shape with a warning when they differ.
         axis: the slicing axis (0, 1 or 2).
         register_only: leave ``fused`` None.
-        batch_size: slices per forward pass.
+        batch_size: slices per forward pass (None: 1 on a CPU, where bigger batches run
+            slower per slice, 16 on a GPU).
     Returns:
         :class:`bsafusion.api.FusionResult`: ``fused``/``aligned`` (X, Y, Z); ``flow``
         (2, X, Y, Z) px, channel 0 along the slice's columns (the later in-plane axis),
@@ -60,6 +61,10 @@ def fuse_volume(fuser, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
     spread = lambda v: v.max(axis=(1, 2)) - v.min(axis=(1, 2))  # noqa: E731
     active = np.flatnonzero((spread(f) > 1e-6) & (spread(m) > 1e-6))
     work = None
+    if batch_size is None:
+        batch_size = 1 if torch.device(fuser.device).type == "cpu" else 16
+    if batch_size < 1:
+        raise InputError("batch_size", f"must be >= 1, got {batch_size}")
     for start in range(0, len(active), batch_size):
         idx = active[start:start + batch_size]
         fixed_t = torch.from_numpy(f[idx][:, None]).to(fuser.device)
