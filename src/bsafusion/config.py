@@ -229,7 +229,8 @@ class TrainConfig:
             gradient's size, and the coarsest head has 2,304 inputs and its flow is scaled
             x16 to full resolution: at 1.0 the flow grows ~5 px per step from the first step
             and saturates its tanh (EPE ~46 px at 256², never recovering, on an H200 run
-            with batch 32); 0.05 keeps it at the identity while the rest learns.
+            with batch 32); 0.05 keeps it at the identity while the rest learns. (The
+            cosine's floor, ``lr * lr_min_ratio``, is the same for both groups.)
         val_every: validate every K epochs (and after the last one).
         checkpoint_every: write ``last.pt`` every K epochs (0: with each validation).
         stop_after: stop after this many epochs in this invocation (resume later).

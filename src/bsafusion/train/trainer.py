@@ -219,8 +219,9 @@ class Trainer:
 
         Costs are measured here: the mean of ``epoch_seconds`` (recent warm epochs), one
         validation and one ``last.pt`` write, spread over their intervals; ranks agree on the
-        mean of their measurements. The cosine schedule is re-targeted to the new length (it
-        is still at its start, so the learning rate is continuous). Returns the new config.
+        mean of their measurements. The cosine schedule is re-targeted to the new length:
+        the learning rate stays continuous and the schedule then follows the cosine of the
+        new length down to its floor at the last epoch. Returns the new config.
         """
         cfg = self.config
         start = time.perf_counter()
