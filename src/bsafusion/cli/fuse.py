@@ -130,9 +130,11 @@ def load_fuser(args: argparse.Namespace, pair: str):
 
     from bsafusion.api import Fuser
     from bsafusion.errors import WeightsError
+    from bsafusion.inference import tune_cpu_allocator
     from bsafusion.model import BSAFusion
     from bsafusion.weights import available_weights
 
+    tune_cpu_allocator()  # our own process: keep freed memory for the next pair
     kwargs = {"work_size": args.work_size or None, "prealign": args.prealign}
     bundled = available_weights().get(pair)
     if args.weights or bundled:
