@@ -99,7 +99,7 @@ from bsafusion.inference import optimize_for_inference, tune_cpu_allocator
 tuned = sys.argv[1] == "tuned" and tune_cpu_allocator()
 torch.manual_seed(0)
 net = optimize_for_inference(BSAFusion())
-x = torch.rand(1, 1, 128, 128)
+x = torch.rand(1, 1, 256, 256)  # big enough that glibc maps the intermediates afresh
 with torch.inference_mode():
     net(x, x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -117,5 +117,6 @@ def test_tuned_allocator_reuses_freed_memory_instead_of_faulting_it_in_again():
                              text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         applied, counts[mode] = map(int, out.stdout.split())
     assert applied == 1  # glibc here
-    # measured: 4,353 minor page faults for three 128² passes by default, none when tuned
-    assert counts["default"] > 1_000 and counts["tuned"] < 100, counts
+    # measured: 55-58 k minor page faults for three 256² passes by default (torch 2.13 CPU and
+    # 2.14 CUDA builds), none when tuned; at 128² glibc's adaptive threshold can hide it
+    assert counts["default"] > 10_000 and counts["tuned"] < 1_000, counts
