@@ -155,8 +155,11 @@ def test_cli_train_interrupted_says_how_to_resume(aanlib_dir, tmp_path):
            "--out", str(run), "--image-size", "32", "--max-train-pairs", "4", "--batch-size",
            "4", "--num-epochs", "100000", "--val-every", "1", "--model-config", TINY_JSON,
            "--no-progress", "--device", "cpu"]
+    # SIGINT at its default disposition: a shell's background job (CI's or ours) starts with it
+    # ignored, which the child would inherit and keep
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (run / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
