@@ -23,6 +23,7 @@ the outputs, tested). The model's own code stays the readable reference.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -174,7 +175,8 @@ _FAST = {RestormerBlock: FastRestormerBlock, RegistrationLayer: FastRegistration
 
 
 def optimize_for_inference(model: nn.Module) -> nn.Module:
-    """Return an eval-mode copy of ``model`` with every Restormer block folded (see module doc).
+    """Return an eval-mode copy of ``model`` with every Restormer block, BSFA registration
+    layer and level-up replaced by its fast twin (see the module doc).
 
     The copy is for inference only (its folded weights are frozen); the original is untouched.
     """
@@ -186,9 +188,7 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     return fast.requires_grad_(False)
 
 
-_ALLOCATOR_TUNED = False
-
-
+@functools.cache
 def tune_cpu_allocator() -> bool:
     """Let this process keep and reuse the memory it frees (glibc's malloc; a process-wide,
     one-way setting that ``bsafusion fuse`` / ``register`` make for themselves).
@@ -196,17 +196,16 @@ def tune_cpu_allocator() -> bool:
     By default glibc hands large freed blocks back to the kernel, so the full-resolution
     intermediates of the next forward pass are mapped afresh and page-faulted in: ~19,000
     minor faults per 256² pair on the fast path (none once tuned). With large blocks kept on
-    the heap (``M_MMAP_MAX`` 0, trim
-    threshold 1 GiB, top pad 64 MiB) the fast path runs a 256² pair in 0.19 s instead of
-    0.23-0.25 s on 2 cores (the eager path gains too: 0.29-0.31 s instead of 0.44-0.47 s).
-    The cost: memory freed after a peak stays with the process (up to ~1 GiB above use).
+    the heap (``M_MMAP_MAX`` 0, trim threshold 1 GiB, top pad 64 MiB), on 2 cores: a batch
+    of 16 256² pairs in 2.7 s instead of 5.7 s on the fast path; one pair in 0.19 s instead
+    of 0.23-0.25 s in alternating runs, though at batch 1 the VM's run-to-run noise is as
+    large (benchmarks/RESULTS.md). The eager path gains too. The cost: memory freed after a
+    peak stays with the process (up to ~1 GiB above use).
 
     Returns:
-        True if applied now or before; False where the C library is not glibc.
+        True if applied (the first call applies it, later calls return its result); False
+        where the C library is not glibc.
     """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
     import ctypes
     import platform
 
@@ -217,7 +216,5 @@ def tune_cpu_allocator() -> bool:
     except OSError:
         return False
     m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # <malloc.h>
-    ok = all(libc.mallopt(option, value) == 1 for option, value in (
+    return all(libc.mallopt(option, value) == 1 for option, value in (
         (m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20)))
-    _ALLOCATOR_TUNED = ok
-    return ok
