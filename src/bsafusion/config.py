@@ -17,7 +17,8 @@ from typing import Any
 from bsafusion.errors import ConfigError
 
 __all__ = [
-    "ColorConvention", "DeformConfig", "FeatureWarp", "ModelConfig", "TokenOrder", "TrainConfig",
+    "FUSION_TARGETS", "ColorConvention", "DeformConfig", "FeatureWarp", "ModelConfig",
+    "TokenOrder", "TrainConfig",
 ]
 
 
@@ -213,6 +214,9 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
+FUSION_TARGETS = ("aligned", "label")  # see bsafusion.losses.BSAFusionLoss
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training run (architecture.md §5); defaults are the published recipe.
@@ -288,8 +292,9 @@ class TrainConfig:
         if self.lr <= 0 or not 0 < self.lr_min_ratio <= 1 or self.flow_head_lr_scale <= 0:
             raise ConfigError("lr", "lr and flow_head_lr_scale must be > 0 and lr_min_ratio "
                                     "in (0, 1]")
-        if self.fusion_target not in ("aligned", "label"):
-            raise ConfigError("fusion_target", f"{self.fusion_target!r} is not aligned or label")
+        if self.fusion_target not in FUSION_TARGETS:
+            raise ConfigError("fusion_target", f"{self.fusion_target!r} is not one of "
+                                               f"{', '.join(FUSION_TARGETS)}")
         if self.image_size is not None and (self.image_size < 16 or self.image_size % 16):
             raise ConfigError("image_size", "must be a positive multiple of 16")
         for name, cls in (("train_deform", DeformConfig), ("val_deform", DeformConfig),

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bsafusion.config import FUSION_TARGETS
 from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
@@ -143,8 +144,8 @@ class BSAFusionLoss(nn.Module):
     def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS,
                  fusion_target: str = "aligned") -> None:
         super().__init__()
-        if fusion_target not in ("aligned", "label"):
-            raise ValueError(f"fusion_target {fusion_target!r} is not 'aligned' or 'label'")
+        if fusion_target not in FUSION_TARGETS:
+            raise ValueError(f"fusion_target {fusion_target!r} is not one of {FUSION_TARGETS}")
         self.level_weights = tuple(float(w) for w in level_weights)
         self.fusion_target = fusion_target
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bsafusion.config import FUSION_TARGETS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="shorten --num-epochs so the run (with its cosine schedule) fits in "
                         "this wall-clock budget, measured after a few epochs")
-    p.add_argument("--fusion-target", choices=("aligned", "label"), default="aligned",
+    p.add_argument("--fusion-target", choices=FUSION_TARGETS, default="aligned",
                    help="L_fus against the network's aligned image (the paper) or the "
                         "undeformed one (label)")
     p.add_argument("--seed", type=int, default=0)
