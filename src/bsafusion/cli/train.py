@@ -72,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
     try:
         result = train(config, resume=args.resume, device=args.device, progress=args.progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one line, instead of the CLI's generic one
         last = Path(args.out) / "last.pt"
-        if last.exists():
-            print(f"bsafusion train: interrupted; {last} holds the last checkpoint "
-                  "(continue with --resume)", file=sys.stderr)
-        raise
+        hint = (f"; {last} holds the last checkpoint (continue with --resume)"
+                if last.exists() else "")
+        print(f"bsafusion: train: interrupted{hint}", file=sys.stderr)
+        return 130
     if result.is_main and result.last_row:
         print(f"{result.out_dir}: epoch {result.epoch}, best val EPE {result.best_metric:.3f} px "
               f"(epoch {result.best_epoch}), last train loss "
