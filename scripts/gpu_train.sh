@@ -19,11 +19,11 @@ out=${OUT:-$run/out}
 mkdir -p "$out"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 budget=${BUDGET_S:-480}
-resume=(--time-budget "$((budget - ${FIT_MARGIN_S:-60}))")
-[ -f "$run/last.pt" ] && resume=(--resume)
+start=(--time-budget "$((budget - ${FIT_MARGIN_S:-60}))")  # a fresh run fits its schedule
+[ -f "$run/last.pt" ] && start=(--resume)  # a resumed run keeps its stored one
 status=0
 timeout --signal=INT "$budget" python -m bsafusion train --pair "$pair" \
-  --data "${DATA:-.cache/aanlib}" --out "$run" --no-progress "${resume[@]}" "$@" || status=$?
+  --data "${DATA:-.cache/aanlib}" --out "$run" --no-progress "${start[@]}" "$@" || status=$?
 echo "train exit status: $status (124 = stopped by the time budget; resume with the same command)"
 [ -f "$run/last.pt" ] || { echo "no checkpoint written yet" >&2; exit 1; }
 which=last
