@@ -118,5 +118,6 @@ def test_tuned_allocator_reuses_freed_memory_instead_of_faulting_it_in_again():
         applied, counts[mode] = map(int, out.stdout.split())
     assert applied == 1  # glibc here
     # measured: 55-58 k minor page faults for three 256² passes by default (torch 2.13 CPU and
-    # 2.14 CUDA builds), none when tuned; at 128² glibc's adaptive threshold can hide it
-    assert counts["default"] > 10_000 and counts["tuned"] < 1_000, counts
+    # 2.14 CUDA builds), in some runs only 4,096 (same code; the count varies between runs
+    # on this VM), none when tuned; at 128² glibc's adaptive threshold can hide it
+    assert counts["default"] > 100 and counts["tuned"] * 10 < counts["default"], counts
