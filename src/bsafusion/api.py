@@ -20,7 +20,7 @@ from torch import Tensor
 
 from bsafusion.config import FeatureWarp
 from bsafusion.errors import InputError
-from bsafusion.inference import optimize_for_inference
+from bsafusion.inference import fast_network
 from bsafusion.io.image import MIN_SIDE
 from bsafusion.model.bsafusion import BSAFusion, BSAFusionOutput
 from bsafusion.ops.checks import check_shape
@@ -121,7 +121,7 @@ class Fuser:
         default = next(model.parameters()).device
         self.device = torch.device(device) if device is not None else default
         self.model = model.eval().to(self.device)
-        self.network = optimize_for_inference(self.model) if fast else self.model
+        self.network = fast_network(self.model) if fast else self.model
         self.amp = amp and self.device.type == "cuda"
         if work_size is not None and (work_size < 16 or work_size % 16):
             raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")

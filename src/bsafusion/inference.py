@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bsafusion.cuda import CudaGraphNetwork, to_channels_last
 from bsafusion.layers.restormer import RestormerBlock
 from bsafusion.model.bsfa import _SLOPE, LevelUp, RegistrationLayer
 from bsafusion.ops.filters import spatial_layer_norm
 from bsafusion.ops.grid import upsample2
 
 __all__ = ["FastLevelUp", "FastRegistrationLayer", "FastRestormerBlock", "FoldedConv3x3",
-           "optimize_for_inference", "tune_cpu_allocator"]
+           "fast_network", "optimize_for_inference", "tune_cpu_allocator"]
 
 
 class FoldedConv3x3(nn.Module):
@@ -186,6 +187,16 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
             if type(child) in _FAST:
                 setattr(module, name, _FAST[type(child)](child))
     return fast.requires_grad_(False)
+
+
+def fast_network(model: nn.Module) -> nn.Module:
+    """The network :class:`bsafusion.api.Fuser` runs by default: :func:`optimize_for_inference`
+    of ``model`` and, where ``model`` is on a GPU, channels-last weights and CUDA graph replay
+    for batches of up to 16 (:mod:`bsafusion.cuda`)."""
+    fast = optimize_for_inference(model)
+    if next(fast.parameters()).is_cuda:
+        fast = CudaGraphNetwork(to_channels_last(fast))
+    return fast
 
 
 @functools.cache

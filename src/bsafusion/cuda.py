@@ -1,0 +1,107 @@
+"""GPU-only helpers of the fast inference path: CUDA graph replay and channels-last layout.
+
+Both are measured side by side with the other GPU paths by ``benchmarks/gpu_paths.py``
+(results in ``benchmarks/RESULTS.md``); :class:`bsafusion.api.Fuser` applies them on a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CudaGraphNetwork", "to_channels_last"]
+
+
+def to_channels_last(network: nn.Module) -> nn.Module:
+    """Store ``network``'s conv weights channels-last (NHWC), in place, and return it.
+
+    cuDNN's bf16 / fp16 tensor-core convolutions work on NHWC; with NCHW weights every conv
+    call transposes its input and output. Inputs need no conversion (one channel), the
+    layout then propagates from conv to conv.
+    """
+    return network.to(memory_format=torch.channels_last)
+
+
+class _Graph(NamedTuple):
+    graph: torch.cuda.CUDAGraph
+    fixed: Tensor  # static input buffers, copied into before each replay
+    moving: Tensor
+    out: NamedTuple  # static outputs, overwritten by each replay
+
+
+class CudaGraphNetwork(nn.Module):
+    """Run ``network(fixed, moving)`` by replaying a CUDA graph captured once per input shape.
+
+    A forward pass of BSAFusion launches ~1,000 small kernels; at batch 1 the GPU waits on
+    the CPU that launches them. A graph launches them all at once. Each new (shape, dtype,
+    autocast) key captures a graph after two warm-up runs (up to ``max_graphs`` are kept,
+    sharing one memory pool); calls on a CPU, with autograd on, or with a batch above
+    ``max_batch`` run ``network`` directly.
+
+    Outputs are copies of the graph's static outputs (the next replay overwrites those), so
+    results of successive calls do not alias. Inference only: runs under
+    ``torch.inference_mode()``; ``network`` must not sync with the host in its forward.
+
+    Args:
+        network: a module with ``forward(fixed, moving) -> NamedTuple`` of tensors (or lists
+            of tensors, or None), e.g. the output of
+            :func:`bsafusion.inference.optimize_for_inference`.
+        max_batch: largest batch to capture (a graph keeps its intermediates' memory).
+        max_graphs: graphs kept at once; the oldest is dropped beyond it.
+    """
+
+    def __init__(self, network: nn.Module, *, max_batch: int = 16, max_graphs: int = 4) -> None:
+        super().__init__()
+        self.network = network
+        self.max_batch, self.max_graphs = max_batch, max_graphs
+        self._graphs: dict[tuple, _Graph] = {}
+        self._pool = None
+
+    def forward(self, fixed: Tensor, moving: Tensor):
+        """Args: fixed, moving: (B, 1, H, W). Returns: what ``network`` returns (copies)."""
+        if (not fixed.is_cuda or fixed.shape[0] > self.max_batch
+                or (torch.is_grad_enabled() and not torch.is_inference_mode_enabled())):
+            return self.network(fixed, moving)
+        amp = torch.is_autocast_enabled("cuda")
+        key = (tuple(fixed.shape), tuple(moving.shape), fixed.dtype, moving.dtype, fixed.device,
+               amp and torch.get_autocast_dtype("cuda"))
+        with torch.inference_mode():
+            entry = self._graphs.get(key)
+            if entry is None:
+                entry = self._capture(key, fixed, moving, amp)
+            entry.fixed.copy_(fixed)
+            entry.moving.copy_(moving)
+            entry.graph.replay()
+            return type(entry.out)(*(_copy(field) for field in entry.out))
+
+    def _capture(self, key: tuple, fixed: Tensor, moving: Tensor, amp: bool) -> _Graph:
+        if len(self._graphs) >= self.max_graphs:
+            del self._graphs[next(iter(self._graphs))]
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        static_fixed, static_moving = fixed.clone(), moving.clone()
+        # autocast's weight-cast cache would hold tensors freed after capture: capture without
+        dtype = torch.get_autocast_dtype("cuda")
+        stream = torch.cuda.Stream(fixed.device)
+        stream.wait_stream(torch.cuda.current_stream(fixed.device))
+        with torch.cuda.stream(stream), torch.autocast("cuda", dtype, enabled=amp,
+                                                       cache_enabled=False):
+            for _ in range(2):  # warm-up: cuDNN choices, lazily built caches
+                self.network(static_fixed, static_moving)
+        torch.cuda.current_stream(fixed.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool), torch.autocast(
+                "cuda", dtype, enabled=amp, cache_enabled=False):
+            out = self.network(static_fixed, static_moving)
+        self._graphs[key] = entry = _Graph(graph, static_fixed, static_moving, out)
+        return entry
+
+
+def _copy(field):
+    if isinstance(field, Tensor):
+        return field.clone()
+    if isinstance(field, list):
+        return [_copy(item) for item in field]
+    return field

@@ -1,0 +1,72 @@
+"""GPU helpers of the fast path: channels-last weights and CUDA graph replay (bsafusion.cuda).
+
+The graph tests need a GPU and are skipped without one; the device session runs them
+(`python -m pytest tests/test_cuda.py`, see benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bsafusion import BSAFusion
+from bsafusion.cuda import CudaGraphNetwork, to_channels_last
+from bsafusion.inference import fast_network, optimize_for_inference
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+def _net(device="cpu") -> BSAFusion:
+    torch.manual_seed(0)
+    return BSAFusion().eval().to(device)
+
+
+def test_channels_last_weights_give_the_same_outputs(generator):
+    fast = optimize_for_inference(_net())
+    fixed, moving = torch.rand(2, 2, 1, 32, 48, generator=generator)
+    with torch.inference_mode():
+        ref = fast(fixed, moving)
+        out = to_channels_last(fast)(fixed, moving)
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for name in ("fused", "aligned", "flow"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-4)
+
+
+def test_graph_wrapper_runs_the_network_directly_on_a_cpu(generator):
+    fast = optimize_for_inference(_net())
+    graphed = CudaGraphNetwork(fast)
+    fixed, moving = torch.rand(2, 1, 1, 32, 32, generator=generator)
+    with torch.inference_mode():
+        torch.testing.assert_close(graphed(fixed, moving).fused, fast(fixed, moving).fused,
+                                   rtol=0, atol=0)
+    assert not graphed._graphs
+    assert not isinstance(fast_network(_net()), CudaGraphNetwork)  # CPU: no wrapper
+
+
+@cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_graph_replay_matches_direct_calls_and_does_not_alias(amp):
+    fast = to_channels_last(optimize_for_inference(_net("cuda")))
+    graphed = CudaGraphNetwork(fast, max_batch=2, max_graphs=2)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    inputs = [torch.rand(2, b, 1, 64, 64, device="cuda", generator=gen) for b in (1, 2, 1)]
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        outs = [graphed(*pair) for pair in inputs]
+        refs = [fast(*pair) for pair in inputs]
+    assert len(graphed._graphs) == 2  # batch 1 and batch 2; the second batch-1 call replays
+    for out, ref in zip(outs, refs, strict=True):
+        for name in ("fused", "aligned", "flow"):
+            torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0,
+                                       atol=1e-2 if amp else 1e-5)
+    # the first result was not overwritten by the third call (same graph, other inputs)
+    assert not torch.equal(outs[0].fused, outs[2].fused)
+
+
+@cuda
+def test_graph_wrapper_skips_batches_above_its_limit():
+    graphed = CudaGraphNetwork(optimize_for_inference(_net("cuda")), max_batch=1)
+    x = torch.rand(2, 1, 32, 32, device="cuda")
+    with torch.inference_mode():
+        graphed(x, x)
+    assert not graphed._graphs
