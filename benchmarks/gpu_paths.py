@@ -24,23 +24,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bsafusion import BSAFusion  # noqa: E402
-from bsafusion.cuda import CudaGraphNetwork, to_channels_last  # noqa: E402
+from bsafusion.cuda import CudaGraphNetwork, pad_input_channels, to_channels_last  # noqa: E402
 from bsafusion.inference import optimize_for_inference  # noqa: E402
 
 # name -> how to build it: fast (folded network), amp (bf16 autocast), bf16 (bf16 weights
-# and inputs, no autocast), cl (channels-last weights), graph (CUDA graph), compile
+# and inputs, no autocast), cl (channels-last weights), pad (3x3 conv inputs padded to
+# multiples of 8 channels), graph (CUDA graph), compile (torch.compile, static shapes)
 PATHS = {
     "eager fp32": {},
     "fast fp32": {"fast": True},
     "fast bf16-autocast": {"fast": True, "amp": True},
     "fast bf16-autocast channels-last": {"fast": True, "amp": True, "cl": True},
-    "fast bf16-weights channels-last": {"fast": True, "bf16": True, "cl": True},
-    "fast bf16-autocast channels-last graph": {"fast": True, "amp": True, "cl": True,
-                                               "graph": True},
-    "fast bf16-weights channels-last graph": {"fast": True, "bf16": True, "cl": True,
-                                              "graph": True},
-    "fast bf16-autocast channels-last compile": {"fast": True, "amp": True, "cl": True,
-                                                 "compile": True},
+    "fast bf16-autocast channels-last padded": {"fast": True, "amp": True, "cl": True,
+                                                "pad": True},
+    "fast bf16-weights channels-last padded": {"fast": True, "bf16": True, "cl": True,
+                                               "pad": True},
+    "fast bf16-autocast channels-last padded graph": {"fast": True, "amp": True, "cl": True,
+                                                      "pad": True, "graph": True},
+    "fast bf16-weights channels-last padded graph": {"fast": True, "bf16": True, "cl": True,
+                                                     "pad": True, "graph": True},
+    "fast bf16-autocast channels-last padded compile": {"fast": True, "amp": True, "cl": True,
+                                                        "pad": True, "compile": True},
 }
 
 
@@ -50,6 +54,8 @@ def build(spec: dict, device: str, max_batch: int):
     net = BSAFusion().eval().to(device)
     if spec.get("fast"):
         net = optimize_for_inference(net)
+    if spec.get("pad"):
+        net = pad_input_channels(net)
     if spec.get("cl"):
         net = to_channels_last(net)
     dtype = torch.bfloat16 if spec.get("bf16") else torch.float32

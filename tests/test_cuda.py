@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bsafusion import BSAFusion
-from bsafusion.cuda import CudaGraphNetwork, to_channels_last
+from bsafusion.cuda import CudaGraphNetwork, PadInputChannels, pad_input_channels, to_channels_last
 from bsafusion.inference import fast_network, optimize_for_inference
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -29,6 +29,20 @@ def test_channels_last_weights_give_the_same_outputs(generator):
         out = to_channels_last(fast)(fixed, moving)
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for name in ("fused", "aligned", "flow"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-4)
+
+
+def test_padding_conv_inputs_to_multiples_of_8_channels_changes_nothing(generator):
+    fast = optimize_for_inference(_net())
+    fixed, moving = torch.rand(2, 1, 1, 32, 48, generator=generator)
+    with torch.inference_mode():
+        ref = fast(fixed, moving)
+        padded = to_channels_last(pad_input_channels(fast))
+        out = padded(fixed, moving)
+    wrapped = [m for m in padded.modules() if isinstance(m, PadInputChannels)]
+    assert {m.conv.weight.shape[1] for m in wrapped} == {16}  # the decoder's 12-channel convs
+    assert wrapped and all(m.conv.weight.shape[1] % 8 == 0 for m in wrapped)
     for name in ("fused", "aligned", "flow"):
         torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-4)
 

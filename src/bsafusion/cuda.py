@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CudaGraphNetwork", "to_channels_last"]
+__all__ = ["CudaGraphNetwork", "PadInputChannels", "pad_input_channels", "to_channels_last"]
 
 
 def to_channels_last(network: nn.Module) -> nn.Module:
@@ -22,6 +23,46 @@ def to_channels_last(network: nn.Module) -> nn.Module:
     layout then propagates from conv to conv.
     """
     return network.to(memory_format=torch.channels_last)
+
+
+class PadInputChannels(nn.Module):
+    """Run ``conv`` on its input with zero channels appended up to a multiple of ``multiple``.
+
+    The appended weights are zero, so the output is the same; cuDNN's NHWC bf16 kernels want
+    channel counts that are multiples of 8 and fall back to a slow generic kernel otherwise
+    (the 12-channel 3x3 convs of the fusion decoder: ~10 ms each at batch 256, 256², H200).
+
+    Args:
+        conv: a module that applies ``conv.weight`` (O, I, k, k) to a (B, I, H, W) input
+            (``nn.Conv2d``, :class:`bsafusion.inference.FoldedConv3x3`); its weight is padded
+            in place.
+    """
+
+    def __init__(self, conv: nn.Module, multiple: int = 8) -> None:
+        super().__init__()
+        self.extra = -conv.weight.shape[1] % multiple
+        with torch.no_grad():
+            conv.weight = nn.Parameter(F.pad(conv.weight, (0, 0, 0, 0, 0, self.extra)),
+                                       requires_grad=False)
+        self.conv = conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x: (B, I, H, W). Returns: what ``conv`` returns."""
+        zeros = x.new_zeros(x.shape[0], self.extra, *x.shape[2:])
+        return self.conv(torch.cat((x, zeros.to(memory_format=torch.channels_last)), dim=1))
+
+
+def pad_input_channels(network: nn.Module, multiple: int = 8, min_channels: int = 8
+                       ) -> nn.Module:
+    """Wrap every 3x3 conv of ``network`` with ``min_channels`` or more input channels that
+    are not a multiple of ``multiple`` in :class:`PadInputChannels`, in place; returns it."""
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            weight = getattr(child, "weight", None)
+            if (isinstance(weight, Tensor) and weight.dim() == 4 and weight.shape[-1] == 3
+                    and weight.shape[1] >= min_channels and weight.shape[1] % multiple):
+                setattr(module, name, PadInputChannels(child, multiple))
+    return network
 
 
 class _Graph(NamedTuple):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsafusion.cuda import CudaGraphNetwork, to_channels_last
+from bsafusion.cuda import CudaGraphNetwork, pad_input_channels, to_channels_last
 from bsafusion.layers.restormer import RestormerBlock
 from bsafusion.model.bsfa import _SLOPE, LevelUp, RegistrationLayer
 from bsafusion.ops.filters import spatial_layer_norm
@@ -191,11 +191,12 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
 
 def fast_network(model: nn.Module) -> nn.Module:
     """The network :class:`bsafusion.api.Fuser` runs by default: :func:`optimize_for_inference`
-    of ``model`` and, where ``model`` is on a GPU, channels-last weights and CUDA graph replay
-    for batches of up to 16 (:mod:`bsafusion.cuda`)."""
+    of ``model`` and, where ``model`` is on a GPU, 3x3 conv inputs padded to multiples of 8
+    channels, channels-last weights and CUDA graph replay for batches of up to 16
+    (:mod:`bsafusion.cuda`)."""
     fast = optimize_for_inference(model)
     if next(fast.parameters()).is_cuda:
-        fast = CudaGraphNetwork(to_channels_last(fast))
+        fast = CudaGraphNetwork(to_channels_last(pad_input_channels(fast)))
     return fast
 
 

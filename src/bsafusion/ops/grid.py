@@ -36,8 +36,9 @@ def pixel_to_normalized(coords: Tensor) -> Tensor:
         (B, H, W, 2) normalised grid in ``grid_sample``'s (x, y) order.
     """
     h, w = coords.shape[-2:]
-    scale = coords.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]).view(1, 2, 1, 1)
-    return (coords * scale - 1.0).permute(0, 2, 3, 1)
+    # python scales, not a new tensor: no host-to-device copy (CUDA graphs capture this)
+    x, y = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0, coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
+    return torch.stack((x, y), dim=-1)
 
 
 def resize_flow(
@@ -61,7 +62,7 @@ def resize_flow(
     sx, sy = size[1] / w, size[0] / h
     if sx == sy:
         return out * sx
-    return out * out.new_tensor([sx, sy]).view(1, 2, 1, 1)
+    return torch.cat((out[:, :1] * sx, out[:, 1:] * sy), dim=1)
 
 
 def upsample2(x: Tensor, *, align_corners: bool) -> Tensor:
