@@ -61,7 +61,7 @@ def build(spec: dict, device: str, max_batch: int):
     dtype = torch.bfloat16 if spec.get("bf16") else torch.float32
     net = net.to(dtype)
     if spec.get("graph"):
-        net = CudaGraphNetwork(net, max_batch=max_batch, max_graphs=1)
+        net = CudaGraphNetwork(net, max_batch=max_batch)
     if spec.get("compile"):
         net = torch.compile(net, dynamic=False)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if spec.get("amp")

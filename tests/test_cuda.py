@@ -69,6 +69,9 @@ def test_graph_replay_matches_direct_calls_and_does_not_alias(amp):
         outs = [graphed(*pair) for pair in inputs]
         refs = [fast(*pair) for pair in inputs]
     assert len(graphed._graphs) == 2  # batch 1 and batch 2; the second batch-1 call replays
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        graphed(*torch.rand(2, 1, 1, 32, 32, device="cuda"))  # a third shape: run directly
+    assert len(graphed._graphs) == 2
     for out, ref in zip(outs, refs, strict=True):
         for name in ("fused", "aligned", "flow"):
             torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0,

@@ -77,9 +77,10 @@ class CudaGraphNetwork(nn.Module):
 
     A forward pass of BSAFusion launches ~1,000 small kernels; at batch 1 the GPU waits on
     the CPU that launches them. A graph launches them all at once. Each new (shape, dtype,
-    autocast) key captures a graph after two warm-up runs (up to ``max_graphs`` are kept,
-    sharing one memory pool); calls on a CPU, with autograd on, or with a batch above
-    ``max_batch`` run ``network`` directly.
+    autocast) key captures a graph after two warm-up runs; the first ``max_graphs`` keys get
+    one each (sharing one memory pool, none is ever dropped: capturing into a pool after a
+    graph of it was freed failed on torch 2.11), later keys, calls on a CPU, with autograd
+    on, or with a batch above ``max_batch`` run ``network`` directly.
 
     Outputs are copies of the graph's static outputs (the next replay overwrites those), so
     results of successive calls do not alias. Inference only: runs under
@@ -90,7 +91,7 @@ class CudaGraphNetwork(nn.Module):
             of tensors, or None), e.g. the output of
             :func:`bsafusion.inference.optimize_for_inference`.
         max_batch: largest batch to capture (a graph keeps its intermediates' memory).
-        max_graphs: graphs kept at once; the oldest is dropped beyond it.
+        max_graphs: most graphs captured (e.g. a volume's full batches and its last one).
     """
 
     def __init__(self, network: nn.Module, *, max_batch: int = 16, max_graphs: int = 4) -> None:
@@ -108,6 +109,8 @@ class CudaGraphNetwork(nn.Module):
         amp = torch.is_autocast_enabled("cuda")
         key = (tuple(fixed.shape), tuple(moving.shape), fixed.dtype, moving.dtype, fixed.device,
                amp and torch.get_autocast_dtype("cuda"))
+        if key not in self._graphs and len(self._graphs) >= self.max_graphs:
+            return self.network(fixed, moving)
         with torch.inference_mode():
             entry = self._graphs.get(key)
             if entry is None:
@@ -118,8 +121,6 @@ class CudaGraphNetwork(nn.Module):
             return type(entry.out)(*(_copy(field) for field in entry.out))
 
     def _capture(self, key: tuple, fixed: Tensor, moving: Tensor, amp: bool) -> _Graph:
-        if len(self._graphs) >= self.max_graphs:
-            del self._graphs[next(iter(self._graphs))]
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         static_fixed, static_moving = fixed.clone(), moving.clone()
