@@ -58,6 +58,19 @@ def test_graph_wrapper_runs_the_network_directly_on_a_cpu(generator):
     assert not isinstance(fast_network(_net()), CudaGraphNetwork)  # CPU: no wrapper
 
 
+def test_fuser_runs_through_the_graph_wrapper(generator):
+    """On a GPU Fuser's network is a CudaGraphNetwork; the pipeline reads its ``config``."""
+    from bsafusion import Fuser
+
+    fuser = Fuser(_net(), work_size=32)
+    reference = fuser.fuse(*torch.rand(2, 40, 40, generator=generator).numpy())
+    fuser.network = CudaGraphNetwork(fuser.network)
+    assert fuser.network.config == fuser.model.config
+    fixed, moving = torch.rand(2, 40, 40, generator=torch.Generator().manual_seed(0)).numpy()
+    out = fuser.fuse(fixed, moving)
+    assert out.fused.shape == (40, 40) and abs(out.fused - reference.fused).max() == 0
+
+
 @cuda
 @pytest.mark.parametrize("amp", [False, True])
 def test_graph_replay_matches_direct_calls_and_does_not_alias(amp):

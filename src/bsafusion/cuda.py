@@ -101,6 +101,13 @@ class CudaGraphNetwork(nn.Module):
         self._graphs: dict[tuple, _Graph] = {}
         self._pool = None
 
+    def __getattr__(self, name: str):
+        """Attributes the wrapper lacks come from ``network`` (e.g. ``config``)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.network, name)
+
     def forward(self, fixed: Tensor, moving: Tensor):
         """Args: fixed, moving: (B, 1, H, W). Returns: what ``network`` returns (copies)."""
         if (not fixed.is_cuda or fixed.shape[0] > self.max_batch
