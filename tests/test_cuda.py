@@ -100,3 +100,20 @@ def test_graph_wrapper_skips_batches_above_its_limit():
     with torch.inference_mode():
         graphed(x, x)
     assert not graphed._graphs
+
+
+@cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_fuser_on_a_gpu_captures_a_graph_and_matches_the_plain_network(amp):
+    from bsafusion import Fuser
+
+    gen = torch.Generator().manual_seed(0)
+    fixed, moving = torch.rand(2, 64, 64, generator=gen).numpy()
+    fuser = Fuser(_net("cuda"), work_size=64, amp=amp)
+    plain = Fuser(fuser.model, work_size=64, fast=False, amp=amp)
+    first, second = fuser.fuse(fixed, moving), fuser.fuse(fixed, moving)
+    assert isinstance(fuser.network, CudaGraphNetwork) and len(fuser.network._graphs) == 1
+    assert (first.fused == second.fused).all()  # the replay gives the captured run's result
+    ref = plain.fuse(fixed, moving)
+    assert abs(first.fused - ref.fused).mean() < 1e-2
+    assert abs(first.flow - ref.flow).max() < 0.05
