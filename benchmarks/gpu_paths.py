@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inference import timed  # noqa: E402  (benchmarks/inference.py)
 
 from bsafusion import BSAFusion  # noqa: E402
 from bsafusion.cuda import CudaGraphNetwork, pad_input_channels, to_channels_last  # noqa: E402
@@ -78,28 +80,6 @@ def build(spec: dict, device: str, max_batch: int):
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def timed(run, fixed, moving, warmup: int, repeats: int) -> float:
-    """Median seconds per call (CUDA events on a GPU, wall clock on a CPU)."""
-    for _ in range(warmup):
-        run(fixed, moving)
-    sync(fixed.device.type)
-    times = []
-    for _ in range(repeats):
-        if fixed.is_cuda:
-            start, end = (torch.cuda.Event(enable_timing=True),
-                          torch.cuda.Event(enable_timing=True))
-            start.record()
-            run(fixed, moving)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            run(fixed, moving)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def profile(run, fixed, moving, rows: int = 25) -> None:
@@ -164,7 +144,7 @@ def main() -> None:
                 diffs = [(x.float() - r).abs() for x, r in zip(out, reference[batch],
                                                                strict=True)]
                 del out
-                sec = timed(run, fixed, moving, args.warmup, args.repeats)
+                sec = timed(run, fixed, moving, device, args.warmup, args.repeats)
                 print(f"| {name} | {batch} | {sec * 1e3:.2f} | {batch / sec:.0f} | "
                       + " | ".join(f"{d.max():.1e} / {d.mean():.1e}" for d in diffs)
                       + f" | {setup:.1f} |", flush=True)
