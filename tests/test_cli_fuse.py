@@ -320,3 +320,19 @@ def test_float_tiff_in_float_tiff_out(tmp_path, weights):
     aligned = tifffile.imread(tmp_path / "out" / "aligned" / "ct.tif")
     assert aligned.dtype == np.float32 and aligned.shape == (64, 80)
     assert aligned.min() < -900 and aligned.max() > 1000
+
+
+@pytest.mark.parametrize("flags, expected", [([], (False, True)),
+                                             (["--amp", "--no-cuda-graphs"], (True, False))])
+def test_gpu_flags_reach_the_fuser(monkeypatch, weights, flags, expected):
+    from bsafusion.api import Fuser
+    from bsafusion.cli import build_parser
+    from bsafusion.cli.fuse import load_fuser
+
+    seen = {}
+    monkeypatch.setattr(Fuser, "from_pretrained", classmethod(
+        lambda cls, name, device=None, **kwargs: seen.update(kwargs)))
+    args = build_parser().parse_args(["fuse", "a.png", "b.png", "-o", "out", "--weights",
+                                      str(weights), *flags])
+    load_fuser(args, "ct")
+    assert (seen["amp"], seen["cuda_graphs"]) == expected

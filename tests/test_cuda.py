@@ -116,4 +116,7 @@ def test_fuser_on_a_gpu_captures_a_graph_and_matches_the_plain_network(amp):
     assert (first.fused == second.fused).all()  # the replay gives the captured run's result
     ref = plain.fuse(fixed, moving)
     assert abs(first.fused - ref.fused).mean() < 1e-2
+    ungraphed = Fuser(fuser.model, work_size=64, amp=amp, cuda_graphs=False)
+    assert not isinstance(ungraphed.network, CudaGraphNetwork)
+    assert abs(ungraphed.fuse(fixed, moving).fused - first.fused).mean() < 1e-2
     assert abs(first.flow - ref.flow).max() < 0.05

@@ -112,6 +112,8 @@ class Fuser:
         amp: bf16 autocast on CUDA (with ``fast``, on an H200: 7 ms per 256² pair at batch 1,
             931 pairs/s at batch 256, vs 30 ms and 523 for eager fp32; fused differs from fp32
             by ~2e-3 on average, up to ~0.2 at single pixels). Ignored on CPU.
+        cuda_graphs: with ``fast`` on a GPU, replay CUDA graphs for batches of up to 16
+            (:class:`bsafusion.cuda.CudaGraphNetwork`); ``False`` runs the network directly.
 
     Example:
         >>> fuser = Fuser.from_pretrained("ct", device="cpu")  # doctest: +SKIP
@@ -120,11 +122,12 @@ class Fuser:
     """
 
     def __init__(self, model: BSAFusion, device=None, *, work_size: int | None = DEFAULT_WORK_SIZE,
-                 prealign: str | None = None, fast: bool = True, amp: bool = False) -> None:
+                 prealign: str | None = None, fast: bool = True, amp: bool = False,
+                 cuda_graphs: bool = True) -> None:
         default = next(model.parameters()).device
         self.device = torch.device(device) if device is not None else default
         self.model = model.eval().to(self.device)
-        self.network = fast_network(self.model) if fast else self.model
+        self.network = fast_network(self.model, cuda_graphs=cuda_graphs) if fast else self.model
         self.amp = amp and self.device.type == "cuda"
         if work_size is not None and (work_size < 16 or work_size % 16):
             raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")

@@ -189,14 +189,16 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     return fast.requires_grad_(False)
 
 
-def fast_network(model: nn.Module) -> nn.Module:
+def fast_network(model: nn.Module, *, cuda_graphs: bool = True) -> nn.Module:
     """The network :class:`bsafusion.api.Fuser` runs by default: :func:`optimize_for_inference`
     of ``model`` and, where ``model`` is on a GPU, 3x3 conv inputs padded to multiples of 8
-    channels, channels-last weights and CUDA graph replay for batches of up to 16
-    (:mod:`bsafusion.cuda`)."""
+    channels, channels-last weights and (``cuda_graphs``) CUDA graph replay for batches of up
+    to 16 (:mod:`bsafusion.cuda`)."""
     fast = optimize_for_inference(model)
     if next(fast.parameters()).is_cuda:
-        fast = CudaGraphNetwork(to_channels_last(pad_input_channels(fast)))
+        fast = to_channels_last(pad_input_channels(fast))
+        if cuda_graphs:
+            fast = CudaGraphNetwork(fast)
     return fast
 
 
