@@ -83,18 +83,28 @@ def sync(device: str) -> None:
 
 
 def profile(run, fixed, moving, rows: int = 25) -> None:
+    """Print the top kernels of one call, then the top operators by input shape (which
+    tensors the time goes to)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     cuda = fixed.is_cuda
     run(fixed, moving)
     sync(fixed.device.type)
-    with torch_profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]
-                       ) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities, record_shapes=True) as prof:
         run(fixed, moving)
         sync(fixed.device.type)
-    print(prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total",
+    key = "cuda_time_total" if cuda else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=key if cuda else "self_cpu_time_total",
                                     row_limit=rows), flush=True)
+    by_shape = [e for e in prof.key_averages(group_by_input_shape=True)
+                if e.key.startswith("aten::") and e.input_shapes]
+    by_shape.sort(key=lambda e: -(e.self_device_time_total if cuda else e.self_cpu_time_total))
+    print("| operator | calls | self ms | input shapes |\n|---|---|---|---|")
+    for e in by_shape[:rows]:
+        ms = (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e3
+        print(f"| {e.key} | {e.count} | {ms:.2f} | {str(e.input_shapes)[:120]} |", flush=True)
 
 
 def main() -> None:
