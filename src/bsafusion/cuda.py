@@ -131,7 +131,7 @@ class CudaGraphNetwork(nn.Module):
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         static_fixed, static_moving = fixed.clone(), moving.clone()
-        # autocast's weight-cast cache would hold tensors freed after capture: capture without
+        # with the autocast cache off: cached weight casts would be freed after the capture
         dtype = torch.get_autocast_dtype("cuda")
         stream = torch.cuda.Stream(fixed.device)
         stream.wait_stream(torch.cuda.current_stream(fixed.device))
