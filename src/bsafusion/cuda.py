@@ -48,8 +48,9 @@ class PadInputChannels(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x: (B, I, H, W). Returns: what ``conv`` returns."""
-        zeros = x.new_zeros(x.shape[0], self.extra, *x.shape[2:])
-        return self.conv(torch.cat((x, zeros.to(memory_format=torch.channels_last)), dim=1))
+        zeros = torch.empty((x.shape[0], self.extra, *x.shape[2:]), dtype=x.dtype,
+                            device=x.device, memory_format=torch.channels_last).zero_()
+        return self.conv(torch.cat((x, zeros), dim=1))
 
 
 def pad_input_channels(network: nn.Module, multiple: int = 8, min_channels: int = 8
