@@ -14,18 +14,8 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:?set OUT to the folder that comes back}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 python -c "import torch; print('torch', torch.__version__)" >> "$out/gpu.txt" 2>&1
-if python -c "import pytest" 2>/dev/null; then
-  timeout "${TEST_S:-45}" python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
-    > "$out/test-cuda.txt" 2>&1
-else  # no pytest on the box: call the GPU tests directly
-  timeout "${TEST_S:-45}" python - > "$out/test-cuda.txt" 2>&1 <<'PY'
-import sys; sys.path.insert(0, "tests")
-import test_cuda as t
-for amp in (False, True):
-    t.test_graph_replay_matches_direct_calls_and_does_not_alias(amp); print("ok graph amp", amp)
-t.test_graph_wrapper_skips_batches_above_its_limit(); print("ok max_batch")
-PY
-fi
+timeout "${TEST_S:-45}" python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+  > "$out/test-cuda.txt" 2>&1  # the device image has pytest (2026-11-26)
 echo "test-cuda exit $?" >> "$out/test-cuda.txt"
 timeout "${PATHS_S:-150}" python benchmarks/gpu_paths.py --batches 1 256 --size 256 \
   --profile "fast bf16-autocast channels-last padded" > "$out/gpu-paths.txt" 2>&1
