@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CudaGraphNetwork", "PadInputChannels", "pad_input_channels", "to_channels_last"]
+__all__ = ["GRAPH_MAX_BATCH", "CudaGraphNetwork", "PadInputChannels", "pad_input_channels",
+           "to_channels_last"]
+
+GRAPH_MAX_BATCH = 16  # largest batch captured by default; also volumes' batch on a GPU
 
 
 def to_channels_last(network: nn.Module) -> nn.Module:
@@ -95,7 +98,8 @@ class CudaGraphNetwork(nn.Module):
         max_graphs: most graphs captured (e.g. a volume's full batches and its last one).
     """
 
-    def __init__(self, network: nn.Module, *, max_batch: int = 16, max_graphs: int = 4) -> None:
+    def __init__(self, network: nn.Module, *, max_batch: int = GRAPH_MAX_BATCH,
+                 max_graphs: int = 4) -> None:
         super().__init__()
         self.network = network
         self.max_batch, self.max_graphs = max_batch, max_graphs

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import torch
 
+from bsafusion.cuda import GRAPH_MAX_BATCH
 from bsafusion.errors import InputError
 from bsafusion.io.image import MIN_SIDE
 
@@ -33,7 +34,8 @@ def fuse_volume(fuser, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
         axis: the slicing axis (0, 1 or 2).
         register_only: leave ``fused`` None.
         batch_size: slices per forward pass (None: 1 on a CPU, where bigger batches run
-            slower per slice, 16 on a GPU).
+            slower per slice; on a GPU ``GRAPH_MAX_BATCH``, 16, the largest batch
+            that replays a CUDA graph).
     Returns:
         :class:`bsafusion.api.FusionResult`: ``fused``/``aligned`` (X, Y, Z); ``flow``
         (2, X, Y, Z) px, channel 0 along the slice's columns (the later in-plane axis),
@@ -62,7 +64,7 @@ def fuse_volume(fuser, fixed: np.ndarray, moving: np.ndarray, *, axis: int = 2,
     active = np.flatnonzero((spread(f) > 1e-6) & (spread(m) > 1e-6))
     work = None
     if batch_size is None:
-        batch_size = 1 if torch.device(fuser.device).type == "cpu" else 16
+        batch_size = 1 if torch.device(fuser.device).type == "cpu" else GRAPH_MAX_BATCH
     if batch_size < 1:
         raise InputError("batch_size", f"must be >= 1, got {batch_size}")
     for start in range(0, len(active), batch_size):
