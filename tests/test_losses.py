@@ -12,6 +12,7 @@ from bsafusion.losses import (
     LEVEL_WEIGHTS,
     BSAFusionLoss,
     classification_loss,
+    endpoint_loss,
     fusion_loss,
     registration_loss,
     smoothness,
@@ -157,3 +158,27 @@ def test_loss_gradcheck():
     fused = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f: registration_loss(f, fixed) + ssim_loss(f, aligned),
                                     (fused,), eps=1e-6, atol=1e-5)
+
+
+def test_endpoint_loss_hand_value():
+    flow = torch.zeros(1, 2, 4, 4, dtype=torch.float64)
+    gt = torch.zeros_like(flow)
+    gt[:, 0], gt[:, 1] = 3.0, 4.0  # |(3, 4)| = 5 px everywhere
+    assert float(endpoint_loss(flow, gt)) == pytest.approx(5.0)
+    gt[..., :2, :] = 0.0  # half the pixels exact
+    assert float(endpoint_loss(flow, gt)) == pytest.approx(2.5)
+
+
+def test_epe_weight_adds_to_total_and_registration_only_stage():
+    out = _fake_output()
+    fixed, label = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    gt = out.flow + torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+    plain = BSAFusionLoss()(out, fixed, label, flow_gt=gt)
+    weighted = BSAFusionLoss(epe_weight=0.5)(out, fixed, label, flow_gt=gt)
+    assert float(plain["epe"]) == pytest.approx(5.0, rel=1e-5)
+    torch.testing.assert_close(weighted["total"], plain["total"] + 2.5)
+    reg_only = BSAFusionLoss(epe_weight=0.5)(SimpleNamespace(**{**vars(out), "fused": None}),
+                                            fixed, label, flow_gt=gt)
+    torch.testing.assert_close(reg_only["total"],
+                               reg_only["reg"] + reg_only["smooth"] + 0.5 * reg_only["epe"])
+    assert all(float(reg_only[t]) == 0.0 for t in ("cls", "tr", "fus", "ssim_a", "ssim_b"))

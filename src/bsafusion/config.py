@@ -63,6 +63,9 @@ class ModelConfig:
         reg_channels: BSFA widths c_1..c_5 (coarse to fine).
         fusion_channels: widths of the four MMFF Restormer levels.
         flow_init_std: std of the flow heads' initial weights (near-identity start, §6).
+        reg_pyramid: ours, not the paper's: give BSFA's levels 2-5 image features from a
+            strided-conv pyramid over F^s (:mod:`bsafusion.model.pyramid`); off for release
+            checkpoints.
         token_order: §8.2 quirk switch.
         feature_warp: §8.3 quirk switch.
         color: §8.5 quirk switch (used by the colour path, not by the network).
@@ -80,6 +83,7 @@ class ModelConfig:
     reg_channels: tuple[int, ...] = (256, 64, 32, 16, 8)
     fusion_channels: tuple[int, ...] = (64, 32, 16, 12)
     flow_init_std: float = 1e-5
+    reg_pyramid: bool = False
     token_order: TokenOrder = TokenOrder.CLEAN
     feature_warp: FeatureWarp = FeatureWarp.EXACT
     color: ColorConvention = ColorConvention.BT601
@@ -246,6 +250,16 @@ class TrainConfig:
         budget_fitted: set by the trainer once ``num_epochs`` was fitted to the budget.
         fusion_target: ``"aligned"`` (the paper's L_fus) or ``"label"`` (fuse toward the
             undeformed image); see :class:`bsafusion.losses.BSAFusionLoss`.
+        epe_weight: weight of a supervised end-point-error term against the exact synthetic
+            field (ours, issue 14; 0 = the paper).
+        reg_first_epochs: the first K epochs train registration only (``L_reg + L_smooth +
+            epe_weight * L_epe``, the fusion decoder skipped); then the full loss.
+        synth_fixed_epochs: modality curriculum: over the first K epochs the fixed image of
+            each sample is, with a probability falling linearly from ``synth_fixed_start``
+            to 0, a random contrast of the undeformed moving image instead of the MRI
+            (:mod:`bsafusion.data.synth`).
+        synth_fixed_start: that probability at epoch 0.
+        warmup_epochs: linear learning-rate warm-up over the first K epochs (per step).
         seed: seeds the model init, augmentation and deformations.
         val_seed: seed of the fixed validation deformation.
         augment: random paired flips / 90-degree rotations.
@@ -271,6 +285,11 @@ class TrainConfig:
     time_budget_s: float | None = None
     budget_fitted: bool = False
     fusion_target: str = "aligned"
+    epe_weight: float = 0.0
+    reg_first_epochs: int = 0
+    synth_fixed_epochs: int = 0
+    synth_fixed_start: float = 1.0
+    warmup_epochs: int = 0
     seed: int = 0
     val_seed: int = 1234
     augment: bool = True
@@ -292,6 +311,11 @@ class TrainConfig:
         if self.lr <= 0 or not 0 < self.lr_min_ratio <= 1 or self.flow_head_lr_scale <= 0:
             raise ConfigError("lr", "lr and flow_head_lr_scale must be > 0 and lr_min_ratio "
                                     "in (0, 1]")
+        for name in ("epe_weight", "reg_first_epochs", "synth_fixed_epochs", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, "must be >= 0")
+        if not 0.0 <= self.synth_fixed_start <= 1.0:
+            raise ConfigError("synth_fixed_start", "must be in [0, 1]")
         if self.fusion_target not in FUSION_TARGETS:
             raise ConfigError("fusion_target", f"{self.fusion_target!r} is not one of "
                                                f"{', '.join(FUSION_TARGETS)}")
@@ -302,6 +326,12 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, dict):
                 object.__setattr__(self, name, cls.from_dict(value))
+
+    def synth_fixed_probability(self, epoch: int) -> float:
+        """The modality curriculum's probability of a synthetic fixed image at ``epoch``."""
+        if epoch >= self.synth_fixed_epochs:
+            return 0.0
+        return self.synth_fixed_start * (1.0 - epoch / self.synth_fixed_epochs)
 
     @property
     def modality(self) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "LEVEL_WEIGHTS",
     "BSAFusionLoss",
     "classification_loss",
+    "endpoint_loss",
     "fusion_loss",
     "registration_loss",
     "smoothness",
@@ -76,6 +77,16 @@ def registration_loss(aligned: Tensor, label: Tensor) -> Tensor:
     return ssim_loss(label, aligned) + F.l1_loss(aligned, label)
 
 
+def endpoint_loss(flow: Tensor, flow_gt: Tensor) -> Tensor:
+    """Mean end-point error ``mean_p |flow(p) - flow_gt(p)|_2`` in pixels (ours, not the
+    paper's: the synthetic deformation gives the exact field, issue 14).
+
+    Args:
+        flow, flow_gt: (B, 2, H, W) px.
+    """
+    return (flow - flow_gt).square().sum(dim=1).add(1e-12).sqrt().mean()
+
+
 def smoothness(flow: Tensor) -> Tensor:
     """``R(flow) = (mean((d/dx flow)^2) + mean((d/dy flow)^2)) / 3`` (forward differences).
 
@@ -124,7 +135,7 @@ def fusion_loss(fused: Tensor, fixed: Tensor, aligned: Tensor, p: float | Tensor
 
 
 class BSAFusionLoss(nn.Module):
-    """``L = L_cls + L_tr + L_smooth + L_fus + L_reg`` with named terms (§4).
+    """``L = L_cls + L_tr + L_smooth + L_fus + L_reg [+ w L_epe]`` with named terms (§4).
 
     Args:
         level_weights: smoothness weights of the K levels, coarse to fine.
@@ -132,41 +143,55 @@ class BSAFusionLoss(nn.Module):
             ``"aligned"`` (the paper: B~, the network's own warp of the deformed image, so
             ``L_fus`` also pulls on the flow) or ``"label"`` (ours, optional: the undeformed
             image I_B*, which a correct B~ equals, so ``L_fus`` rewards correct alignment).
+        epe_weight: weight of the supervised end-point-error term (ours; 0 = the paper).
 
-    ``forward(out, fixed, label, p)`` takes the network's output (``flow``, ``aligned``,
-    ``fused``, ``flows_a/b``, ``logits_a/b``, ``transfer_logits_a/b``), the fixed image
+    Registration-only stage: when ``out.fused`` is None (the network ran without its fusion
+    decoder) the total is ``L_reg + L_smooth + w L_epe`` and ``cls``, ``tr``, ``fus``,
+    ``ssim_a``, ``ssim_b`` are reported as 0.
+
+    ``forward(out, fixed, label, p, flow_gt=None)`` takes the network's output (``flow``,
+    ``aligned``, ``fused``, ``flows_a/b``, ``logits_a/b``, ``transfer_logits_a/b``), the fixed image
     (B, 1, H, W) and the undeformed moving image (B, 1, H, W), and returns a dict of scalars:
     ``cls``, ``tr``, ``reg``, ``smooth``, ``fus``, ``total``, plus ``ssim_a`` and ``ssim_b``
-    (the two ``1 - SSIM`` terms of ``fus``, for p). Terms are computed in float32 even under
-    autocast.
+    (the two ``1 - SSIM`` terms of ``fus``, for p) and ``epe`` when ``flow_gt`` (B, 2, H, W)
+    is given. Terms are computed in float32 even under autocast.
     """
 
     def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS,
-                 fusion_target: str = "aligned") -> None:
+                 fusion_target: str = "aligned", epe_weight: float = 0.0) -> None:
         super().__init__()
         if fusion_target not in FUSION_TARGETS:
             raise ValueError(f"fusion_target {fusion_target!r} is not one of {FUSION_TARGETS}")
         self.level_weights = tuple(float(w) for w in level_weights)
         self.fusion_target = fusion_target
+        self.epe_weight = float(epe_weight)
 
-    def forward(self, out, fixed: Tensor, label: Tensor, p: float | Tensor = 1.0
-                ) -> dict[str, Tensor]:
+    def forward(self, out, fixed: Tensor, label: Tensor, p: float | Tensor = 1.0,
+                flow_gt: Tensor | None = None) -> dict[str, Tensor]:
         f32 = _float32
-        aligned, fused = f32(out.aligned), f32(out.fused)
-        fixed, label = f32(fixed), f32(label)
-        terms = {"cls": classification_loss(f32(out.logits_a), f32(out.logits_b))}
+        aligned, fixed, label = f32(out.aligned), f32(fixed), f32(label)
+        terms = {"reg": registration_loss(aligned, label),
+                 "smooth": smoothness_loss([f32(f) for f in out.flows_a],
+                                           [f32(f) for f in out.flows_b], f32(out.flow),
+                                           self.level_weights)}
+        total = terms["reg"] + terms["smooth"]
+        if flow_gt is not None:
+            terms["epe"] = endpoint_loss(f32(out.flow), f32(flow_gt))
+            if self.epe_weight:
+                total = total + self.epe_weight * terms["epe"]
+        if out.fused is None:  # registration-only stage
+            zero = aligned.new_zeros(())
+            terms.update(cls=zero, tr=zero, fus=zero, ssim_a=zero, ssim_b=zero, total=total)
+            return terms
+        fused = f32(out.fused)
+        terms["cls"] = classification_loss(f32(out.logits_a), f32(out.logits_b))
         if out.transfer_logits_a is not None:
             terms["tr"] = transfer_loss(f32(out.transfer_logits_a), f32(out.transfer_logits_b))
         else:
             terms["tr"] = aligned.new_zeros(())
-        terms["reg"] = registration_loss(aligned, label)
-        terms["smooth"] = smoothness_loss([f32(f) for f in out.flows_a],
-                                          [f32(f) for f in out.flows_b], f32(out.flow),
-                                          self.level_weights)
         target = aligned if self.fusion_target == "aligned" else label
         terms["fus"], terms["ssim_a"], terms["ssim_b"] = fusion_loss(fused, fixed, target, p)
-        terms["total"] = (terms["cls"] + terms["tr"] + terms["smooth"] + terms["fus"]
-                          + terms["reg"])
+        terms["total"] = total + terms["cls"] + terms["tr"] + terms["fus"]
         return terms
 
 

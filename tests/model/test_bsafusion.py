@@ -99,3 +99,16 @@ def test_config_json_round_trip_and_unknown_field():
 
 def test_build_returns_eval_model():
     assert not build_bsafusion().training
+
+
+def test_reg_pyramid_variant_shapes_gradients_and_fusion_switch():
+    torch.manual_seed(0)
+    model = BSAFusion(ModelConfig(reg_pyramid=True)).train()
+    assert not BSAFusion().config.reg_pyramid  # off by default (release checkpoints)
+    out = model(torch.rand(2, 1, 32, 48), torch.rand(2, 1, 32, 48))
+    assert out.flow.shape == (2, 2, 32, 48) and out.fused.shape == (2, 1, 32, 48)
+    sum(f.sum() for f in out.flows_a + out.flows_b).backward()
+    pyramid = [n for n, p in model.named_parameters() if n.startswith("pyramid.")]
+    assert pyramid and all(model.get_parameter(n).grad is not None for n in pyramid)
+    reg_only = model(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), with_fusion=False)
+    assert reg_only.fused is None and reg_only.flow.shape == (1, 2, 32, 32)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bsafusion.errors import InputError
+from bsafusion.config import ModelConfig, TrainConfig
+from bsafusion.errors import ConfigError, InputError
 from bsafusion.model import BSAFusion
 from bsafusion.train import export_weights, load_checkpoint, train
 
@@ -171,3 +172,28 @@ def test_cli_train_interrupted_says_how_to_resume(aanlib_dir, tmp_path):
     assert len(said) == 1 and "interrupted" in said[0] and "--resume" in said[0], err[-2000:]
     assert "Traceback" not in err
     assert load_checkpoint(run / "last.pt")["epoch"] >= 1
+
+
+def test_curriculum_probability_falls_linearly_to_zero():
+    cfg = TrainConfig(synth_fixed_epochs=4, synth_fixed_start=0.8)
+    assert [cfg.synth_fixed_probability(e) for e in range(6)] == pytest.approx(
+        [0.8, 0.6, 0.4, 0.2, 0.0, 0.0])
+    assert TrainConfig().synth_fixed_probability(0) == 0.0
+    with pytest.raises(ConfigError, match="synth_fixed_start"):
+        TrainConfig(synth_fixed_start=1.5)
+
+
+def test_fast_recipe_levers_run_and_log(tiny_config, tmp_path):
+    """Registration-first epochs skip fusion; the curriculum, warm-up and EPE term run;
+    validation logs edge EPE, flow magnitude and the identity's NCC."""
+    config = dataclasses.replace(
+        tiny_config, num_epochs=3, val_every=1, epe_weight=0.25, reg_first_epochs=2,
+        synth_fixed_epochs=2, warmup_epochs=1,
+        model=ModelConfig(**{**tiny_config.model.to_dict(), "reg_pyramid": True}))
+    train(config, device="cpu", progress=False)
+    with open(Path(config.out_dir) / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["train_fus"]) for r in rows[:2]] == [0.0, 0.0]
+    assert float(rows[2]["train_fus"]) > 0
+    for key in ("val_epe_edge", "val_flow_mag", "val_ncc_identity", "val_epe_edge_identity"):
+        assert all(math.isfinite(float(r[key])) for r in rows)

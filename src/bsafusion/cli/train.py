@@ -34,6 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusion-target", choices=FUSION_TARGETS, default="aligned",
                    help="L_fus against the network's aligned image (the paper) or the "
                         "undeformed one (label)")
+    p.add_argument("--epe-weight", type=float, default=0.0,
+                   help="weight of a supervised end-point-error term (0: the paper)")
+    p.add_argument("--reg-first-epochs", type=int, default=0,
+                   help="train registration only for the first K epochs")
+    p.add_argument("--synth-fixed-epochs", type=int, default=0,
+                   help="modality curriculum over the first K epochs: the fixed image is a "
+                        "random contrast of the moving one with a probability falling to 0")
+    p.add_argument("--warmup-epochs", type=int, default=0, help="linear lr warm-up (epochs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, help="resize the data (quick experiments)")
     p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs")
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
         flow_head_lr_scale=args.flow_head_lr_scale, fusion_target=args.fusion_target,
+        epe_weight=args.epe_weight, reg_first_epochs=args.reg_first_epochs,
+        synth_fixed_epochs=args.synth_fixed_epochs, warmup_epochs=args.warmup_epochs,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
         stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,
         image_size=args.image_size,

@@ -25,6 +25,7 @@ from bsafusion.model.mdffr import (
     tokens_to_map,
 )
 from bsafusion.model.mmff import FusionDecoder
+from bsafusion.model.pyramid import FeaturePyramid
 from bsafusion.ops.checks import check_shape, check_spatial_multiple
 from bsafusion.ops.warp import integrate_flows, warp
 from bsafusion.weights import load_weights, save_weights
@@ -41,7 +42,7 @@ class BSAFusionOutput(NamedTuple):
 
     flow: Tensor  # (B, 2, H, W) flow_ab = flow_b - flow_a; samples the moving image
     aligned: Tensor  # (B, 1, H, W) warp(moving, flow)
-    fused: Tensor  # (B, 1, H, W) in (0, 1)
+    fused: Tensor | None  # (B, 1, H, W) in (0, 1); None when called with_fusion=False
     flow_a: Tensor  # (B, 2, H, W) integrated flow of side A
     flow_b: Tensor  # (B, 2, H, W) integrated flow of side B
     flows_a: list[Tensor]  # 5 x (B, 2, 2^i h, 2^i w), |.| < 1 px
@@ -92,6 +93,9 @@ class BSAFusion(nn.Module):
                                              num_classes=cfg.num_classes)
         self.bsfa = BSFA(widths=cfg.reg_channels, warp_fn=self.warp_fn,
                          flow_init_std=cfg.flow_init_std)
+        # ours, off for release checkpoints: image features for BSFA's finer levels
+        self.pyramid = (FeaturePyramid(cfg.shallow_channels, cfg.reg_channels[1:])
+                        if cfg.reg_pyramid else None)
         self.decoder = FusionDecoder(token_dim=dim, shallow_channels=cfg.shallow_channels,
                                      widths=cfg.fusion_channels, warp_fn=self.warp_fn)
         self.init_weights()
@@ -112,7 +116,8 @@ class BSAFusion(nn.Module):
         self.discriminator.requires_grad_(False)
 
     def forward(self, fixed: Tensor, moving: Tensor, *,
-                return_transfer_logits: bool | None = None) -> BSAFusionOutput:
+                return_transfer_logits: bool | None = None,
+                with_fusion: bool = True) -> BSAFusionOutput:
         """Align ``moving`` to ``fixed`` and fuse them.
 
         Args:
@@ -120,6 +125,8 @@ class BSAFusion(nn.Module):
             moving: (B, 1, H, W) in [0, 1], CT or the Y of PET/SPECT (B), unaligned.
             return_transfer_logits: run the discriminator on the transferred tokens
                 (default: only while training, where the transfer loss needs it).
+            with_fusion: run the fusion decoder (False: ``fused`` is None; registration-only
+                training stages skip its cost).
         Returns:
             :class:`BSAFusionOutput`.
         """
@@ -135,13 +142,17 @@ class BSAFusion(nn.Module):
         (modality_a, modality_b), (tokens_a, tokens_b) = modality.chunk(2), tokens.chunk(2)
         transferred_a = self.transfer_a(tokens_a, modality_b)  # inject B's MFRH into A
         transferred_b = self.transfer_b(tokens_b, modality_a)
+        pyramid_a = pyramid_b = None
+        if self.pyramid is not None:
+            halves = [level.chunk(2) for level in self.pyramid(shallow)]
+            pyramid_a, pyramid_b = [a for a, _ in halves], [b for _, b in halves]
         flows_a, flows_b = self.bsfa(tokens_to_map(transferred_a, grid),
-                                     tokens_to_map(transferred_b, grid))
+                                     tokens_to_map(transferred_b, grid), pyramid_a, pyramid_b)
         flow_a = integrate_flows(flows_a, (size["H"], size["W"]))
         flow_b = integrate_flows(flows_b, (size["H"], size["W"]))
         flow = flow_b - flow_a  # path independence: A -> middle <- B
         fused = self.decoder(shallow_a, shallow_b, tokens_to_map(tokens_a, grid),
-                             tokens_to_map(tokens_b, grid), flow)
+                             tokens_to_map(tokens_b, grid), flow) if with_fusion else None
         if self.training if return_transfer_logits is None else return_transfer_logits:
             transfer_logits_a = self.discriminator(transferred_a)[0]
             transfer_logits_b = self.discriminator(transferred_b)[0]

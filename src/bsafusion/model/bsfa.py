@@ -103,12 +103,17 @@ class BSFA(nn.Module):
             nn.init.normal_(layer.flow_head.weight, std=self.flow_init_std)
             nn.init.zeros_(layer.flow_head.bias)
 
-    def forward(self, feat_a: Tensor, feat_b: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(self, feat_a: Tensor, feat_b: Tensor,
+                pyramid_a: list[Tensor] | None = None, pyramid_b: list[Tensor] | None = None,
+                ) -> tuple[list[Tensor], list[Tensor]]:
         """Align the two token maps step by step.
 
         Args:
             feat_a: (B, D, h, w) transferred tokens of A as a map (h, w = H/16, W/16).
             feat_b: (B, D, h, w) the same for B.
+            pyramid_a, pyramid_b: optional image features for levels 1..4 (0-based), coarse
+                to fine, level i of shape (B, c_i, 2^i h, 2^i w) (``ModelConfig.reg_pyramid``):
+                each is warped by its side's flow so far and added to that side's features.
         Returns:
             flows_a, flows_b: 5 level flows each, 0-based coarse to fine, level i of shape
             (B, 2, 2^i h, 2^i w) in pixels of that level; channel 0 = x, 1 = y.
@@ -116,6 +121,7 @@ class BSFA(nn.Module):
         state_a, state_b = feat_a, feat_b
         flows_a: list[Tensor] = []
         flows_b: list[Tensor] = []
+        so_far: Tensor | None = None  # both sides' summed flows, on the current level's grid
         num_levels = len(self.forward_layers)
         for i in range(num_levels):
             fcat = torch.cat((feat_a, feat_b), dim=1)
@@ -125,6 +131,13 @@ class BSFA(nn.Module):
             flows_b.append(flow_b)
             if i + 1 < num_levels:  # the warped features only feed the next level
                 # U_k is shared and per-sample: warp and lift both sides as one batch
-                both = self.warp_fn(torch.cat((feat_a, feat_b)), torch.cat((flow_a, flow_b)))
+                level = torch.cat((flow_a, flow_b))
+                both = self.warp_fn(torch.cat((feat_a, feat_b)), level)
                 feat_a, feat_b = self.level_ups[i](both).chunk(2)
+                if pyramid_a is not None and pyramid_b is not None:
+                    so_far = level if so_far is None else so_far + level
+                    so_far = 2.0 * upsample2(so_far, align_corners=True)
+                    image = self.warp_fn(torch.cat((pyramid_a[i], pyramid_b[i])), so_far)
+                    feat_a, feat_b = (feat_a + image[: len(feat_a)],
+                                      feat_b + image[len(feat_a):])
         return flows_a, flows_b

@@ -28,10 +28,12 @@ from torch.utils.data.distributed import DistributedSampler
 from bsafusion.config import TrainConfig
 from bsafusion.data.deform import deform
 from bsafusion.data.pairs import PairTensors, augment_pairs, load_pairs
+from bsafusion.data.synth import synthetic_fixed
 from bsafusion.errors import ConfigError, InputError
 from bsafusion.losses import BSAFusionLoss
-from bsafusion.metrics.registration import registration_metrics
+from bsafusion.metrics.registration import endpoint_error, ncc, registration_metrics
 from bsafusion.model import BSAFusion
+from bsafusion.ops.filters import gradient_l1
 from bsafusion.train.checkpoint import load_checkpoint, save_checkpoint
 from bsafusion.train.distributed import (
     DistInfo,
@@ -96,7 +98,8 @@ class Trainer:
                                           betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.num_epochs, eta_min=cfg.lr * cfg.lr_min_ratio)
-        self.criterion = BSAFusionLoss(fusion_target=cfg.fusion_target)
+        self.criterion = BSAFusionLoss(fusion_target=cfg.fusion_target,
+                                       epe_weight=cfg.epe_weight)
         self.generator = torch.Generator(device=self.device).manual_seed(
             cfg.seed * 1_000_003 + dist.rank)
         self.epoch, self.p, self.best_metric, self.best_epoch = 0, 1.0, float("inf"), 0
@@ -111,7 +114,9 @@ class Trainer:
                                           num_replicas=dist.world_size, rank=dist.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=False)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                            if self.device.type == "cuda" else None)
+                                            if self.device.type == "cuda" else None,
+                                            # registration-only epochs skip the decoder
+                                            find_unused_parameters=cfg.reg_first_epochs > 0)
                     if dist.is_distributed else self.model)
         self.monitor = (RunMonitor(self.out_dir, cfg.num_epochs, self.epoch, progress)
                         if dist.is_main else None)
@@ -161,8 +166,16 @@ class Trainer:
         sums = torch.zeros(len(TERMS) + 1, device=self.device, dtype=torch.float64)
         start = time.perf_counter()
         self.model.train()
-        for batch in order.split(per_rank):
+        batches = order.split(per_rank)
+        for i, batch in enumerate(batches):
+            warm = (min(1.0, (self.epoch + (i + 1) / len(batches)) / cfg.warmup_epochs)
+                    if cfg.warmup_epochs else 1.0)
+            scheduled = [group["lr"] for group in self.optimizer.param_groups]
+            for group, lr in zip(self.optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = lr * warm
             sums += self.train_step(data.fixed[batch], data.moving[batch])
+            for group, lr in zip(self.optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = lr  # the epoch-level schedule never sees the warm-up
         # end of epoch, explicitly (§3.3, §4, §5)
         self.scheduler.step()
         self.model.refresh_discriminator()
@@ -183,27 +196,36 @@ class Trainer:
         Returns:
             (len(TERMS) + 1,) float64: each term times the batch size, then the batch size.
         """
+        cfg = self.config
         return training_step(self.net, self.criterion, self.optimizer, fixed, label,
-                             config=self.config, generator=self.generator, p=self.p)
+                             config=cfg, generator=self.generator, p=self.p,
+                             synth_probability=cfg.synth_fixed_probability(self.epoch),
+                             with_fusion=self.epoch >= cfg.reg_first_epochs)
 
     @torch.no_grad()
     def validate(self) -> dict:
         """Score ``val`` under the fixed-seed deformation (means over pairs)."""
-        fixed, label, moving, flow_gt = self.val_set
+        fixed, label, moving, flow_gt, edges = self.val_set
         self.model.eval()
         sums: dict[str, Tensor] = {}
         for idx in torch.arange(fixed.shape[0], device=self.device).split(
                 max(1, self.config.batch_size // self.dist.world_size)):
             with bf16_autocast(self.device, self.config):
                 out = self.model(fixed[idx], moving[idx])
-            metrics = registration_metrics(out.aligned.float(), label[idx], out.flow.float(),
-                                           flow_gt[idx])
+            flow = out.flow.float()
+            metrics = registration_metrics(out.aligned.float(), label[idx], flow, flow_gt[idx])
+            metrics["flow_mag"] = flow.norm(dim=1).flatten(1).mean(dim=1)
+            epe = endpoint_error(flow, flow_gt[idx])
+            metrics["epe_edge"] = (epe * edges[idx]).flatten(1).sum(1) / edges[idx].flatten(
+                1).sum(1)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value.double().sum()
         self.model.train()
         n = fixed.shape[0]
         row = {f"val_{k}": float(v) / n for k, v in sums.items()}
         row["val_epe_identity"] = self.identity_epe
+        row["val_epe_edge_identity"] = self.identity_epe_edge
+        row["val_ncc_identity"] = self.identity_ncc
         return row
 
     # --------------------------------------------------------------- helpers
@@ -249,15 +271,24 @@ class Trainer:
             self.monitor.write_config(cfg.to_dict())
         return cfg
 
-    def _deformed_val_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The validation pairs deformed once with ``val_seed`` (same set at every check)."""
+    def _deformed_val_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The validation pairs deformed once with ``val_seed`` (same set at every check),
+        and their edge masks (B, H, W): the 10 % of pixels with the strongest gradient of the
+        undeformed moving image, where displacement is visible (CT's flat interior hides it).
+        """
         cfg = self.config
         val: PairTensors = load_pairs(cfg.data_dir, cfg.modality, "val",
                                       image_size=cfg.image_size, device=self.device)
         gen = torch.Generator(device=self.device).manual_seed(cfg.val_seed)
         moving, flow_gt, _ = deform(val.moving, cfg.val_deform, generator=gen)
-        self.identity_epe = float(flow_gt.norm(dim=1).mean())
-        return val.fixed, val.moving, moving, flow_gt
+        grad = gradient_l1(val.moving)[:, 0]
+        edges = (grad >= grad.flatten(1).quantile(0.9, dim=1).view(-1, 1, 1)).float()
+        zero = flow_gt.norm(dim=1)
+        self.identity_epe = float(zero.mean())
+        self.identity_epe_edge = float(((zero * edges).flatten(1).sum(1)
+                                        / edges.flatten(1).sum(1)).mean())
+        self.identity_ncc = float(ncc(moving, val.moving).mean())
+        return val.fixed, val.moving, moving, flow_gt, edges
 
     def _rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
@@ -324,7 +355,8 @@ def bf16_autocast(device: torch.device, config: TrainConfig) -> torch.autocast:
 
 def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
                   optimizer: torch.optim.Optimizer, fixed: Tensor, label: Tensor, *,
-                  config: TrainConfig, generator: torch.Generator, p: float = 1.0) -> Tensor:
+                  config: TrainConfig, generator: torch.Generator, p: float = 1.0,
+                  synth_probability: float = 0.0, with_fusion: bool = True) -> Tensor:
     """Augment, deform, forward (bf16 autocast on CUDA if ``config.amp``), backward, step.
 
     Args:
@@ -332,20 +364,24 @@ def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
         fixed, label: (B, 1, H, W) the MRI and the undeformed moving image, aligned.
         generator: RNG of the augmentation and the deformation, on the data's device.
         p: the fusion balance of this epoch.
+        synth_probability: chance per sample that the fixed image is a random contrast of
+            the label (the modality curriculum).
+        with_fusion: False for a registration-only step (no fusion decoder, no cls/tr/fus).
     Returns:
         (len(TERMS) + 1,) float64 on the device: each term times B, then B (no host sync).
     """
     if config.augment:
         fixed, label = augment_pairs((fixed, label), generator=generator)
+    fixed = synthetic_fixed(fixed, label, synth_probability, generator=generator)
     moving, flow_gt, _ = deform(label, config.train_deform, generator=generator)
     with bf16_autocast(fixed.device, config):
-        out = net(fixed, moving)
-    terms = criterion(out, fixed, label, p)
+        out = net(fixed, moving, with_fusion=with_fusion,
+                  return_transfer_logits=with_fusion)
+    terms = criterion(out, fixed, label, p, flow_gt=flow_gt)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     optimizer.step()
     with torch.no_grad():
-        terms["epe"] = (out.flow.float() - flow_gt).norm(dim=1).mean()
         values = torch.stack([terms[t].detach().double() for t in TERMS])
         b = fixed.shape[0]
         return torch.cat((values * b, values.new_tensor([b])))
