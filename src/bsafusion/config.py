@@ -43,6 +43,7 @@ class ColorConvention(str, Enum):
     RELEASE = "release"  # the release's slip: 0.564 instead of 0.504
 
 
+REG_PYRAMIDS = ("none", "siamese", "joint")  # ModelConfig.reg_pyramid
 _ENUM_FIELDS = {"token_order": TokenOrder, "feature_warp": FeatureWarp, "color": ColorConvention}
 
 
@@ -64,8 +65,13 @@ class ModelConfig:
         fusion_channels: widths of the four MMFF Restormer levels.
         flow_init_std: std of the flow heads' initial weights (near-identity start, §6).
         reg_pyramid: ours, not the paper's: give BSFA's levels 2-5 image features from a
-            strided-conv pyramid over F^s (:mod:`bsafusion.model.pyramid`); off for release
-            checkpoints.
+            strided-conv pyramid (:mod:`bsafusion.model.pyramid`): ``"siamese"`` over each
+            image's F^s, warped by its side's flow so far; ``"joint"`` over both images' F^s
+            stacked (early fusion, as a registration U-Net's encoder); ``"none"`` (the paper,
+            and release checkpoints).
+        reg_correlation: ours: with the siamese pyramid, the radius of a local correlation
+            (cost volume) of the two sides' pyramid features fed to BSFA's levels 2-5;
+            0 = none.
         token_order: §8.2 quirk switch.
         feature_warp: §8.3 quirk switch.
         color: §8.5 quirk switch (used by the colour path, not by the network).
@@ -83,7 +89,8 @@ class ModelConfig:
     reg_channels: tuple[int, ...] = (256, 64, 32, 16, 8)
     fusion_channels: tuple[int, ...] = (64, 32, 16, 12)
     flow_init_std: float = 1e-5
-    reg_pyramid: bool = False
+    reg_pyramid: str = "none"
+    reg_correlation: int = 0
     token_order: TokenOrder = TokenOrder.CLEAN
     feature_warp: FeatureWarp = FeatureWarp.EXACT
     color: ColorConvention = ColorConvention.BT601
@@ -106,6 +113,13 @@ class ModelConfig:
             raise ConfigError("reg_channels", "the first width must equal embed_dim")
         if self.embed_dim % self.num_heads:
             raise ConfigError("num_heads", f"must divide embed_dim={self.embed_dim}")
+        if isinstance(self.reg_pyramid, bool):  # runs of 2026-12-03 stored a bool
+            object.__setattr__(self, "reg_pyramid", "siamese" if self.reg_pyramid else "none")
+        if self.reg_pyramid not in REG_PYRAMIDS:
+            raise ConfigError("reg_pyramid", f"{self.reg_pyramid!r} is not one of "
+                                             f"{', '.join(REG_PYRAMIDS)}")
+        if self.reg_correlation < 0 or (self.reg_correlation and self.reg_pyramid != "siamese"):
+            raise ConfigError("reg_correlation", "needs reg_pyramid='siamese' and a radius >= 0")
         if self.patch_size != 16:
             raise ConfigError("patch_size", "BSFA's five levels need a patch size of 16")
 

@@ -174,14 +174,14 @@ class BSAFusionLoss(nn.Module):
                  "smooth": smoothness_loss([f32(f) for f in out.flows_a],
                                            [f32(f) for f in out.flows_b], f32(out.flow),
                                            self.level_weights)}
-        total = terms["reg"] + terms["smooth"]
+        supervised = aligned.new_zeros(())
         if flow_gt is not None:
             terms["epe"] = endpoint_loss(f32(out.flow), f32(flow_gt))
-            if self.epe_weight:
-                total = total + self.epe_weight * terms["epe"]
+            supervised = self.epe_weight * terms["epe"]
         if out.fused is None:  # registration-only stage
             zero = aligned.new_zeros(())
-            terms.update(cls=zero, tr=zero, fus=zero, ssim_a=zero, ssim_b=zero, total=total)
+            terms.update(cls=zero, tr=zero, fus=zero, ssim_a=zero, ssim_b=zero,
+                         total=terms["reg"] + terms["smooth"] + supervised)
             return terms
         fused = f32(out.fused)
         terms["cls"] = classification_loss(f32(out.logits_a), f32(out.logits_b))
@@ -191,7 +191,8 @@ class BSAFusionLoss(nn.Module):
             terms["tr"] = aligned.new_zeros(())
         target = aligned if self.fusion_target == "aligned" else label
         terms["fus"], terms["ssim_a"], terms["ssim_b"] = fusion_loss(fused, fixed, target, p)
-        terms["total"] = total + terms["cls"] + terms["tr"] + terms["fus"]
+        terms["total"] = (terms["cls"] + terms["tr"] + terms["smooth"] + terms["fus"]
+                          + terms["reg"]) + supervised  # the paper's order, then ours
         return terms
 
 

@@ -101,10 +101,11 @@ def test_build_returns_eval_model():
     assert not build_bsafusion().training
 
 
-def test_reg_pyramid_variant_shapes_gradients_and_fusion_switch():
+@pytest.mark.parametrize("kind,corr", [("siamese", 0), ("siamese", 2), ("joint", 0)])
+def test_reg_pyramid_variant_shapes_gradients_and_fusion_switch(kind, corr):
     torch.manual_seed(0)
-    model = BSAFusion(ModelConfig(reg_pyramid=True)).train()
-    assert not BSAFusion().config.reg_pyramid  # off by default (release checkpoints)
+    model = BSAFusion(ModelConfig(reg_pyramid=kind, reg_correlation=corr)).train()
+    assert BSAFusion().config.reg_pyramid == "none"  # off by default (release checkpoints)
     out = model(torch.rand(2, 1, 32, 48), torch.rand(2, 1, 32, 48))
     assert out.flow.shape == (2, 2, 32, 48) and out.fused.shape == (2, 1, 32, 48)
     sum(f.sum() for f in out.flows_a + out.flows_b).backward()
@@ -112,3 +113,12 @@ def test_reg_pyramid_variant_shapes_gradients_and_fusion_switch():
     assert pyramid and all(model.get_parameter(n).grad is not None for n in pyramid)
     reg_only = model(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), with_fusion=False)
     assert reg_only.fused is None and reg_only.flow.shape == (1, 2, 32, 32)
+
+
+def test_reg_pyramid_config_checks_and_old_bool_spelling():
+    assert ModelConfig(reg_pyramid=True).reg_pyramid == "siamese"
+    assert ModelConfig(reg_pyramid=False).reg_pyramid == "none"
+    with pytest.raises(ConfigError, match="reg_pyramid"):
+        ModelConfig(reg_pyramid="pyramid")
+    with pytest.raises(ConfigError, match="reg_correlation"):
+        ModelConfig(reg_pyramid="joint", reg_correlation=2)

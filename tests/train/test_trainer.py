@@ -189,7 +189,7 @@ def test_fast_recipe_levers_run_and_log(tiny_config, tmp_path):
     config = dataclasses.replace(
         tiny_config, num_epochs=3, val_every=1, epe_weight=0.25, reg_first_epochs=2,
         synth_fixed_epochs=2, warmup_epochs=1,
-        model=ModelConfig(**{**tiny_config.model.to_dict(), "reg_pyramid": True}))
+        model=ModelConfig(**{**tiny_config.model.to_dict(), "reg_pyramid": "joint"}))
     train(config, device="cpu", progress=False)
     with open(Path(config.out_dir) / "log.csv") as f:
         rows = list(csv.DictReader(f))

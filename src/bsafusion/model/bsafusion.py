@@ -92,10 +92,12 @@ class BSAFusion(nn.Module):
         self.discriminator = TokenClassifier(dim=dim, num_heads=heads, num_blocks=blocks,
                                              num_classes=cfg.num_classes)
         self.bsfa = BSFA(widths=cfg.reg_channels, warp_fn=self.warp_fn,
-                         flow_init_std=cfg.flow_init_std)
+                         flow_init_std=cfg.flow_init_std, corr_radius=cfg.reg_correlation)
         # ours, off for release checkpoints: image features for BSFA's finer levels
-        self.pyramid = (FeaturePyramid(cfg.shallow_channels, cfg.reg_channels[1:])
-                        if cfg.reg_pyramid else None)
+        joint = cfg.reg_pyramid == "joint"
+        self.pyramid = (FeaturePyramid(cfg.shallow_channels * (2 if joint else 1),
+                                       cfg.reg_channels[1:])
+                        if cfg.reg_pyramid != "none" else None)
         self.decoder = FusionDecoder(token_dim=dim, shallow_channels=cfg.shallow_channels,
                                      widths=cfg.fusion_channels, warp_fn=self.warp_fn)
         self.init_weights()
@@ -143,7 +145,9 @@ class BSAFusion(nn.Module):
         transferred_a = self.transfer_a(tokens_a, modality_b)  # inject B's MFRH into A
         transferred_b = self.transfer_b(tokens_b, modality_a)
         pyramid_a = pyramid_b = None
-        if self.pyramid is not None:
+        if self.pyramid is not None and self.config.reg_pyramid == "joint":
+            pyramid_a = self.pyramid(torch.cat(shallow.chunk(2), dim=1))
+        elif self.pyramid is not None:
             halves = [level.chunk(2) for level in self.pyramid(shallow)]
             pyramid_a, pyramid_b = [a for a, _ in halves], [b for _, b in halves]
         flows_a, flows_b = self.bsfa(tokens_to_map(transferred_a, grid),

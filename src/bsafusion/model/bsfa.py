@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bsafusion.layers.cross_attn import SpatialCrossAttention
+from bsafusion.ops.correlation import local_correlation
 from bsafusion.ops.grid import upsample2
 
 __all__ = ["BSFA", "LevelUp", "RegistrationLayer"]
@@ -79,10 +80,13 @@ class BSFA(nn.Module):
         widths: c_1..c_5 (coarse to fine), e.g. (256, 64, 32, 16, 8).
         warp_fn: the feature warp (exact by default; the release's in compat mode, §8.3).
         flow_init_std: std of the flow heads' initial weights (biases zero).
+        corr_radius: with image pyramids (``ModelConfig.reg_pyramid``), also add a local
+            correlation of the two sides' warped pyramid features (offsets up to this radius,
+            projected to each level's width) to each side's features; 0 = none.
     """
 
     def __init__(self, *, widths: tuple[int, ...], warp_fn: WarpFn,
-                 flow_init_std: float = 1e-5) -> None:
+                 flow_init_std: float = 1e-5, corr_radius: int = 0) -> None:
         super().__init__()
         # (c_k, c_{k+1}) per level; the last level passes no state on
         pairs = list(zip(widths, (*widths[1:], None), strict=True))
@@ -91,6 +95,9 @@ class BSFA(nn.Module):
         self.level_ups = nn.ModuleList(LevelUp(c, n) for c, n in pairs[:-1])
         self.warp_fn = warp_fn
         self.flow_init_std = flow_init_std
+        self.corr_radius = corr_radius
+        self.corr_proj = (nn.ModuleList(nn.Conv2d((2 * corr_radius + 1) ** 2, c, 1)
+                                        for c in widths[1:]) if corr_radius else None)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -114,6 +121,8 @@ class BSFA(nn.Module):
             pyramid_a, pyramid_b: optional image features for levels 1..4 (0-based), coarse
                 to fine, level i of shape (B, c_i, 2^i h, 2^i w) (``ModelConfig.reg_pyramid``):
                 each is warped by its side's flow so far and added to that side's features.
+                ``pyramid_b`` None: ``pyramid_a`` holds joint features of both images
+                (``reg_pyramid="joint"``), added unwarped to both sides.
         Returns:
             flows_a, flows_b: 5 level flows each, 0-based coarse to fine, level i of shape
             (B, 2, 2^i h, 2^i w) in pixels of that level; channel 0 = x, 1 = y.
@@ -134,10 +143,17 @@ class BSFA(nn.Module):
                 level = torch.cat((flow_a, flow_b))
                 both = self.warp_fn(torch.cat((feat_a, feat_b)), level)
                 feat_a, feat_b = self.level_ups[i](both).chunk(2)
-                if pyramid_a is not None and pyramid_b is not None:
+                if pyramid_a is not None and pyramid_b is None:  # joint: one map for both
+                    feat_a, feat_b = feat_a + pyramid_a[i], feat_b + pyramid_a[i]
+                elif pyramid_a is not None and pyramid_b is not None:
                     so_far = level if so_far is None else so_far + level
                     so_far = 2.0 * upsample2(so_far, align_corners=True)
-                    image = self.warp_fn(torch.cat((pyramid_a[i], pyramid_b[i])), so_far)
-                    feat_a, feat_b = (feat_a + image[: len(feat_a)],
-                                      feat_b + image[len(feat_a):])
+                    image_a, image_b = self.warp_fn(torch.cat((pyramid_a[i], pyramid_b[i])),
+                                                    so_far).chunk(2)
+                    feat_a, feat_b = feat_a + image_a, feat_b + image_b
+                    if self.corr_proj is not None:
+                        corr = torch.cat((local_correlation(image_a, image_b, self.corr_radius),
+                                          local_correlation(image_b, image_a, self.corr_radius)))
+                        corr_a, corr_b = F.leaky_relu(self.corr_proj[i](corr), _SLOPE).chunk(2)
+                        feat_a, feat_b = feat_a + corr_a, feat_b + corr_b
         return flows_a, flows_b
