@@ -37,6 +37,7 @@ from bsafusion.metrics import fusion as fusion_metrics_mod
 from bsafusion.metrics import registration as reg
 from bsafusion.ops.color import rgb_to_ycbcr
 from bsafusion.ops.warp import warp
+from bsafusion.pairs import get_pair
 from bsafusion.pipeline import luma_to_rgb
 
 __all__ = [
@@ -208,11 +209,11 @@ def build_model(cfg: EvalConfig):
     """The network to score and an honest label for the report's header."""
     from bsafusion.model.bsafusion import BSAFusion
     from bsafusion.model.build import build_bsafusion
-    from bsafusion.weights import PAIR_ALIASES, available_weights
+    from bsafusion.weights import available_weights, bundled_name
 
     if cfg.weights:
         return build_bsafusion(weights=cfg.weights), f"weights file {cfg.weights}"
-    name = PAIR_ALIASES.get(cfg.pair.lower())
+    name = bundled_name(cfg.pair)
     bundled = available_weights().get(name)
     if bundled:
         note = f" ({bundled['note']})" if bundled.get("note") else ""
@@ -316,7 +317,7 @@ def iter_outputs(cfg: EvalConfig, ts: Testset, methods: tuple[str, ...], model
                  ) -> Iterator[tuple[int, str, MethodOutput]]:
     """Yield (pair index, method, output) for every pair and method."""
     elastix = baselines.ElastixSettings(
-        transform="rigid" if cfg.pair.lower() == "spect" else "bspline",
+        transform=get_pair(cfg.pair).elastix_transform,
         iterations=cfg.elastix_iterations)
     for i in range(len(ts.names)):
         for method in methods:

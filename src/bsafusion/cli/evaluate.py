@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bsafusion.cli.fuse import PAIRS
+from bsafusion.cli.common import add_pair_argument
 
 METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-max", "identity-lap",
            "elastix-lap")  # = bsafusion.evaluate.METHODS (not imported: keeps --help instant)
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and worst pairs and OUT/index.html. Without --weights and bundled weights, an "
         "untrained seeded network is scored and the report says so.",
     )
-    p.add_argument("--pair", type=str.lower, choices=PAIRS, default="ct", help="modality pair")
+    add_pair_argument(p, default="ct")
     p.add_argument("--split", default="test", help="split of split.csv (test)")
     p.add_argument("--seed", type=int, default=0, help="deformation (and untrained-net) seed")
     p.add_argument("--weights", help="weights file (.safetensors or release .pt)")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-PAIRS = ("ct", "pet", "spect")
+from bsafusion.pairs import get_pair, pair_names
 
 
 def add_io_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``fuse`` and ``register``."""
     p.add_argument("fixed", nargs="?", help="MRI image (PNG/JPEG/BMP/TIFF, DICOM, NIfTI)")
     p.add_argument("moving", nargs="?", help="CT / PET / SPECT image (PET, SPECT in colour)")
-    p.add_argument("--pair", default="ct", help="modality pair: ct, pet or spect (default ct)")
+    p.add_argument("--pair", default="ct", help=f"modality pair: {', '.join(pair_names())} "
+                   "(default ct)")
     p.add_argument("--fixed-dir", help="batch: folder of MRI images")
     p.add_argument("--moving-dir", help="batch: folder of moving images, paired by file stem")
     p.add_argument("--demo", action="store_true", help="use the bundled sample pair of --pair, "
@@ -118,13 +119,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def check_pair(pair: str) -> str:
-    from bsafusion.errors import InputError
-
-    key = pair.lower().removesuffix("-mri")
-    if key not in PAIRS:
-        raise InputError("--pair", f"unknown modality pair {pair!r} (choose from "
-                                   f"{', '.join(PAIRS)})")
-    return key
+    """The canonical name of ``--pair`` (one line on stderr for an unknown one)."""
+    return get_pair(pair, "--pair").name
 
 
 def load_fuser(args: argparse.Namespace, pair: str):
