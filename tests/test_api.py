@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from bsafusion import BSAFusion, Fuser, FusionResult
-from bsafusion.api import check_memory, fuse_color
 from bsafusion.errors import InputError
+from bsafusion.infer.fuser import check_memory
+from bsafusion.infer.procedure import affine_flow, fuse_color, resize_image, work_shape
 from bsafusion.io import read_image
 from bsafusion.ops.grid import resize_flow
 from bsafusion.ops.warp import warp
-from bsafusion.pipeline import affine_flow, resize_image, work_shape
 from bsafusion.samples import sample_pairs
 
 from .conftest import REPO
@@ -128,7 +128,7 @@ def test_array_errors(model, fixed, moving, message):
 
 
 def test_memory_aware_refusal(monkeypatch):
-    monkeypatch.setattr("bsafusion.api.available_memory", lambda: 2**30)
+    monkeypatch.setattr("bsafusion.infer.fuser.available_memory", lambda: 2**30)
     with pytest.raises(InputError, match="GiB is available"):
         check_memory(1, 3, 16000, 16000, where="big.tif")
     check_memory(1, 3, 256, 256, where="small.png")

@@ -32,13 +32,13 @@ from torch import Tensor
 
 from bsafusion import baselines
 from bsafusion.errors import ConfigError, InputError
+from bsafusion.infer.procedure import luma_to_rgb
 from bsafusion.io.image import read_image
 from bsafusion.metrics import fusion as fusion_metrics_mod
 from bsafusion.metrics import registration as reg
 from bsafusion.ops.color import rgb_to_ycbcr
 from bsafusion.ops.warp import warp
 from bsafusion.pairs import get_pair
-from bsafusion.pipeline import luma_to_rgb
 
 __all__ = [
     "DEFAULT_METHODS", "METHODS", "EvalConfig", "EvalResult", "MethodOutput", "Testset",
@@ -377,15 +377,16 @@ def _check_methods(cfg: EvalConfig) -> tuple[str, ...]:
     methods = tuple(m for m in cfg.methods if m != "none")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ConfigError("--methods", f"unknown {unknown}; choose from {', '.join(METHODS)}")
+        raise ConfigError("methods", f"unknown {unknown}; choose from {', '.join(METHODS)}")
     if cfg.fused_dir is not None:
         if not Path(cfg.fused_dir).is_dir():
             raise InputError(cfg.fused_dir, "no such folder")
         if cfg.name in METHODS:
-            raise ConfigError("--name", f"{cfg.name!r} is a built-in method; choose another name")
+            raise ConfigError("name", f"{cfg.name!r} is a built-in method; choose another name")
         methods = (*methods, cfg.name)
     elif cfg.aligned_dir or cfg.flow_dir:
-        raise ConfigError("--aligned-dir", "an external method needs --fused-dir too")
+        raise ConfigError("fused_dir", "is needed too: an external method is named by its fused "
+                                        "images")
     if not methods:
-        raise ConfigError("--methods", "nothing to evaluate")
+        raise ConfigError("methods", "nothing to evaluate")
     return methods

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from bsafusion.infer.procedure import luma_to_rgb
 from bsafusion.io.atomic import atomic_write
 from bsafusion.metrics.fusion import HIGHER_IS_BETTER
-from bsafusion.pipeline import luma_to_rgb
 
 __all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
 

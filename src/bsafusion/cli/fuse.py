@@ -52,9 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bsafusion.demo import run_demo
     from bsafusion.errors import InputError
-    from bsafusion.outputs import fuse_folder
+    from bsafusion.infer.demo import run_demo
 
     setup_logging(args.verbose)
     batch = args.fixed_dir or args.moving_dir
@@ -70,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
             "panel": not getattr(args, "no_panel", True)}
     verb = "registered" if args.register_only else "fused"
     if args.demo:
-        paths = run_demo(fuser, args.pair, args.out, **opts)
+        run = fuser.register if args.register_only else fuser.fuse
+        paths = run_demo(run, args.pair, args.out, **opts)
     elif batch:
-        summary = fuse_folder(fuser, args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
-                              axis=args.axis, progress=Progress(verb), **opts)
+        summary = fuser.fuse_folder(args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
+                                    axis=args.axis, progress=Progress(verb), **opts)
         for where, problem in summary.failed:
             print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
         print(f"{len(summary.fused)} {verb}, {len(summary.failed)} failed")
@@ -128,9 +128,9 @@ def load_fuser(args: argparse.Namespace, pair: str):
     weights, an untrained network (with a warning saying so)."""
     import torch
 
-    from bsafusion.api import Fuser
     from bsafusion.errors import WeightsError
-    from bsafusion.inference import tune_cpu_allocator
+    from bsafusion.infer import Fuser
+    from bsafusion.infer.fast import tune_cpu_allocator
     from bsafusion.model import BSAFusion
     from bsafusion.weights import available_weights
 

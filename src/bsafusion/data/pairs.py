@@ -80,7 +80,7 @@ def default_data_dir() -> Path:
     for candidate in DATA_CANDIDATES:
         if Path(candidate).is_dir():
             return Path(candidate)
-    raise InputError("--data", f"not given, $BSAFUSION_DATA unset and none of "
+    raise InputError("data_dir", f"not given, $BSAFUSION_DATA unset and none of "
                                f"{', '.join(DATA_CANDIDATES)} exists")
 
 
@@ -253,8 +253,8 @@ def make_split(pair_dir: str | os.PathLike, *, val: float = 0.1, test: float = 0
     root = Path(pair_dir)
     mod = modality or find_moving_modality(root)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise InputError("--val/--test", f"fractions must be in [0, 1) with sum < 1, got "
-                                         f"{val} and {test}")
+        raise InputError("val/test", f"fractions must be in [0, 1) with sum < 1, got "
+                                     f"{val} and {test}")
     path = root / "split.csv"
     refuse_overwrite(path, overwrite)
     sides = {}
