@@ -7,7 +7,7 @@ import argparse
 from bsafusion.cli.common import add_pair_argument
 
 METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-max", "identity-lap",
-           "elastix-lap")  # = bsafusion.evaluate.METHODS (not imported: keeps --help instant)
+           "elastix-lap")  # = bsafusion.evaluation.METHODS (not imported: keeps --help instant)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bsafusion.evaluate import EvalConfig, evaluate
+    from bsafusion.evaluation import EvalConfig, evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))

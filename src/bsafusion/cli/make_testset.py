@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bsafusion.config import DeformConfig
     from bsafusion.data.pairs import default_data_dir
-    from bsafusion.data.testset import make_testset
+    from bsafusion.evaluation.testset import make_testset
     from bsafusion.pairs import get_pair
 
     config = DeformConfig(elastic_px=(args.elastic_px, args.elastic_px),

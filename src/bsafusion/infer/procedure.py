@@ -194,19 +194,21 @@ def fuse_color(model: BSAFusion, fixed: Tensor, moving_rgb: Tensor, *,
     return ColorFusion(fused_rgb=fused_rgb, aligned_rgb=aligned_rgb, output=out)
 
 
-def recombine_color(fused_y: Tensor, aligned_y: Tensor, chroma: Tensor, flow: Tensor, *,
+def recombine_color(fused_y: Tensor, aligned_y: Tensor, chroma: Tensor, flow: Tensor | None, *,
                     clamp: bool = True) -> tuple[Tensor, Tensor]:
     """Warp Cb/Cr by ``flow`` (exact warp, §2) and recombine them with two Y channels (§7).
 
     Args:
         fused_y, aligned_y: (B, 1, H, W) the fused and the aligned luma.
         chroma: (B, 2, H, W) Cb/Cr of the moving image, in its own frame.
-        flow: (B, 2, H, W) px, channel 0 = x; samples the moving image.
+        flow: (B, 2, H, W) px, channel 0 = x; samples the moving image. None: no
+            registration, ``chroma`` is used as it is.
         clamp: clamp RGB to [0, 1] (the release does not).
     Returns:
         (fused RGB, aligned RGB), each (B, 3, H, W).
     """
-    chroma = warp(chroma, flow)  # once, for both
+    if flow is not None:
+        chroma = warp(chroma, flow)  # once, for both
     return (luma_to_rgb(fused_y, chroma, clamp=clamp),
             luma_to_rgb(aligned_y, chroma, clamp=clamp))
 
