@@ -272,12 +272,12 @@ def _as_batch(image, name: str, device) -> _Batch:
         batched = ndim == 4
         nchw = {2: lambda a: a[None, None], 3: lambda a: a[None], 4: lambda a: a}.get(ndim)
     else:  # (H, W), (H, W, 3), (B, H, W), (B, H, W, 3)
-        colour = ndim >= 3 and arr.shape[-1] == 3
-        batched = ndim == 4 or (ndim == 3 and not colour)
+        color = ndim >= 3 and arr.shape[-1] == 3
+        batched = ndim == 4 or (ndim == 3 and not color)
         nchw = {2: lambda a: a[None, None], 4: lambda a: a.transpose(0, 3, 1, 2),
-                3: (lambda a: a.transpose(2, 0, 1)[None]) if colour else (lambda a: a[:, None])
+                3: (lambda a: a.transpose(2, 0, 1)[None]) if color else (lambda a: a[:, None])
                 }.get(ndim)
-        if ndim == 4 and not colour:
+        if ndim == 4 and not color:
             nchw = None
     if nchw is None:
         raise InputError(name, f"unsupported shape {arr.shape}; expected grey or RGB, optionally "
