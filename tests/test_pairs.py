@@ -47,3 +47,13 @@ def test_a_new_modality_is_one_table_entry(fake_modality, tmp_path):
         assert args.pair == "xr"
     code = main(["fuse", "--demo", "--pair", "xr", "--no-panel", "-o", str(tmp_path / "o")])
     assert code == 0 and (tmp_path / "o" / "fused").is_dir()
+
+
+def test_the_data_folder_comes_from_the_table(monkeypatch, tmp_path):
+    from bsafusion.data.pairs import resolve_pair_dir
+
+    monkeypatch.setattr(pairs, "PAIRS", (*pairs.PAIRS, pairs.Pair(
+        "us", "US", color=False, weights="us", data_folder="Ultrasound-MRI")))
+    for sub in ("MRI", "US"):
+        (tmp_path / "Ultrasound-MRI" / sub).mkdir(parents=True)
+    assert resolve_pair_dir(tmp_path, "us") == tmp_path / "Ultrasound-MRI"

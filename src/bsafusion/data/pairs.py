@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bsafusion import pairs
 from bsafusion.errors import InputError
 from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.io.image import read_image
@@ -85,17 +86,21 @@ def default_data_dir() -> Path:
 
 
 def resolve_pair_dir(data_dir: str | os.PathLike, modality: str) -> Path:
-    """Return the pair folder: ``data_dir`` itself or ``data_dir/<MODALITY>-MRI``.
+    """Return the pair folder: ``data_dir`` itself or ``data_dir/<data folder>``, the data
+    folder of the pair table (:data:`bsafusion.pairs.PAIRS`) whose moving modality is
+    ``modality`` (``<MODALITY>-MRI`` for a modality the table does not know).
 
     Raises:
         InputError: neither holds ``MRI/`` and ``<MODALITY>/``.
     """
     root = Path(data_dir)
     mod = modality.upper()
-    for candidate in (root, root / f"{mod}-MRI"):
+    folder = next((p.data_folder for p in pairs.PAIRS if p.modality.upper() == mod),
+                  f"{mod}-MRI")
+    for candidate in (root, root / folder):
         if (candidate / "MRI").is_dir() and (candidate / mod).is_dir():
             return candidate
-    raise InputError(root, f"no MRI/ and {mod}/ folders here or in {mod}-MRI/")
+    raise InputError(root, f"no MRI/ and {mod}/ folders here or in {folder}/")
 
 
 def find_moving_modality(pair_dir: str | os.PathLike) -> str:
