@@ -131,9 +131,9 @@ class Fuser:
         check_shape(fixed, "B 1 H W", "fixed")
         check_shape(moving, f"{fixed.shape[0]} * {fixed.shape[2]} {fixed.shape[3]}", "moving")
         return self._infer(fixed.to(self.device, torch.float32),
-                           moving.to(self.device, torch.float32))[0]
+                           moving.to(self.device, torch.float32))
 
-    def _infer(self, fixed: Tensor, moving: Tensor) -> tuple[FusionResult[Tensor], list | None]:
+    def _infer(self, fixed: Tensor, moving: Tensor) -> FusionResult[Tensor]:
         with torch.inference_mode():
             pairs = self._prealign(fixed, moving)
             prealign = None if pairs is None else tuple(
@@ -145,7 +145,7 @@ class Fuser:
             if self.amp:
                 out = out._replace(**{k: v.float() for k, v in out._asdict().items()
                                       if isinstance(v, Tensor)})
-        return out._replace(meta={**out.meta, "prealign": pairs}), pairs
+        return out._replace(meta={**out.meta, "prealign": pairs})
 
     def _run(self, fixed, moving, *, register_only: bool) -> FusionResult:
         f = _as_batch(fixed, "fixed", self.device)
@@ -161,7 +161,7 @@ class Fuser:
                         "fixed grid", tuple(moving_t.shape[-2:]), tuple(f.tensor.shape[-2:]))
             moving_t = resize_image(moving_t, tuple(f.tensor.shape[-2:]))
         check_memory(*moving_t.shape, where="moving")
-        out, _ = self._infer(f.tensor, moving_t)
+        out = self._infer(f.tensor, moving_t)
         image = lambda x: None if x is None else _restore(x, m)  # noqa: E731
         flow = lambda x: None if x is None else _restore_flow(x, m)  # noqa: E731
         return FusionResult(None if register_only else image(out.fused), image(out.aligned),
