@@ -26,8 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import timed  # noqa: E402  (benchmarks/inference.py)
 
 from bsafusion import BSAFusion  # noqa: E402
-from bsafusion.cuda import CudaGraphNetwork, pad_input_channels, to_channels_last  # noqa: E402
-from bsafusion.inference import optimize_for_inference  # noqa: E402
+from bsafusion.infer.fast import (  # noqa: E402
+    CudaGraphNetwork,
+    optimize_for_inference,
+    pad_input_channels,
+    to_channels_last,
+)
 
 # name -> how to build it: fast (folded network), amp (bf16 autocast), bf16 (bf16 weights
 # and inputs, no autocast), cl (channels-last weights), pad (3x3 conv inputs padded to

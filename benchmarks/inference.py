@@ -4,7 +4,7 @@ For each (batch, size) it runs both paths on the same inputs, checks that their 
 (fused / aligned within 1e-3, flow within 0.05 px), takes the median of --repeats timed runs
 after --warmup runs, and prints the speed-up. On CPU (Linux) a child process then times both
 paths again with the allocator setting that ``bsafusion fuse`` makes
-(``bsafusion.inference.tune_cpu_allocator``), and the table adds those columns and the
+(``bsafusion.infer.fast.tune_cpu_allocator``), and the table adds those columns and the
 speed-up of that fast path over the plain eager one. Peak memory of one pair at each size is
 measured in a fresh subprocess per path (peak RSS on CPU, max allocated on CUDA).
 
@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bsafusion import BSAFusion  # noqa: E402
-from bsafusion.inference import fast_network, tune_cpu_allocator  # noqa: E402
+from bsafusion.infer.fast import fast_network, tune_cpu_allocator  # noqa: E402
 
 
 def build(path: str, device: str, amp: bool):
@@ -128,7 +128,7 @@ def measure(args, eager, fast) -> list[dict]:
 
 def tuned_rows(args) -> list[dict]:
     """The same measurement in a child process whose allocator is tuned (see
-    ``bsafusion.inference.tune_cpu_allocator``, which ``bsafusion fuse`` applies)."""
+    ``bsafusion.infer.fast.tune_cpu_allocator``, which ``bsafusion fuse`` applies)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child-tuned", "--device",
            args.device, "--warmup", str(args.warmup), "--repeats", str(args.repeats),
            "--batches", *map(str, args.batches), "--sizes", *map(str, args.sizes)]

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from bsafusion import BSAFusion, Fuser, FusionResult
-from bsafusion.api import check_memory, fuse_color
 from bsafusion.errors import InputError
+from bsafusion.infer.fuser import check_memory
+from bsafusion.infer.procedure import affine_flow, fuse_color, resize_image, work_shape
 from bsafusion.io import read_image
 from bsafusion.ops.grid import resize_flow
 from bsafusion.ops.warp import warp
-from bsafusion.pipeline import affine_flow, resize_image, work_shape
 from bsafusion.samples import sample_pairs
 
 from .conftest import REPO
@@ -128,7 +128,7 @@ def test_array_errors(model, fixed, moving, message):
 
 
 def test_memory_aware_refusal(monkeypatch):
-    monkeypatch.setattr("bsafusion.api.available_memory", lambda: 2**30)
+    monkeypatch.setattr("bsafusion.infer.fuser.available_memory", lambda: 2**30)
     with pytest.raises(InputError, match="GiB is available"):
         check_memory(1, 3, 16000, 16000, where="big.tif")
     check_memory(1, 3, 256, 256, where="small.png")
@@ -208,3 +208,23 @@ def test_volume_batches_one_slice_at_a_time_on_cpu_by_default(model, monkeypatch
     assert seen == [2, 1]
     with pytest.raises(InputError, match="batch_size"):
         fuser.fuse_volume(vol, vol, axis=2, batch_size=0)
+
+
+def test_one_result_type_for_numpy_and_torch(model):
+    """FusionResult carries (fused, aligned, flow) plus the colour pair's Y and the reverse
+    field, numpy in numpy out and tensors in tensors out."""
+    fixed, moving = _smooth(64, 48, 1), _smooth(64, 48, 2, channels=3)
+    fuser = Fuser(model, work_size=None, fast=False)
+    res = fuser(fixed, moving)
+    assert isinstance(res, FusionResult)
+    assert res.fused.shape == res.aligned.shape == (64, 48, 3) and res.flow.shape == (2, 64, 48)
+    assert res.fused_y.shape == res.aligned_y.shape == (64, 48) and res.fused_grey is res.fused_y
+    assert res.reverse.shape == (2, 64, 48)
+    t = fuser.fuse_tensors(torch.from_numpy(fixed)[None, None],
+                           torch.from_numpy(moving.transpose(2, 0, 1))[None])
+    assert isinstance(t, FusionResult) and isinstance(t.fused, torch.Tensor)
+    assert t.fused.shape == (1, 3, 64, 48) and t.fused_y.shape == (1, 1, 64, 48)
+    np.testing.assert_array_equal(t.flow[0].numpy(), res.flow)
+    np.testing.assert_array_equal(t.fused_y[0, 0].numpy(), res.fused_y)
+    grey = fuser.register(fixed, _smooth(64, 48, 3))
+    assert grey.fused is None and grey.fused_y is None and grey.aligned_grey is grey.aligned

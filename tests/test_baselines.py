@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bsafusion import baselines
 from bsafusion.errors import ConfigError
+from bsafusion.evaluation import baselines
 from bsafusion.model.bsafusion import BSAFusion
 
 

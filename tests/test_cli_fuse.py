@@ -22,6 +22,7 @@ from PIL import Image
 
 from bsafusion import BSAFusion
 from bsafusion.cli import main
+from bsafusion.errors import InputError
 from bsafusion.samples import sample_pairs
 
 from .io.test_image_io import _huge_png_header
@@ -325,9 +326,9 @@ def test_float_tiff_in_float_tiff_out(tmp_path, weights):
 @pytest.mark.parametrize("flags, expected", [([], (False, True)),
                                              (["--amp", "--no-cuda-graphs"], (True, False))])
 def test_gpu_flags_reach_the_fuser(monkeypatch, weights, flags, expected):
-    from bsafusion.api import Fuser
     from bsafusion.cli import build_parser
     from bsafusion.cli.fuse import load_fuser
+    from bsafusion.infer import Fuser
 
     seen = {}
     monkeypatch.setattr(Fuser, "from_pretrained", classmethod(
@@ -336,3 +337,23 @@ def test_gpu_flags_reach_the_fuser(monkeypatch, weights, flags, expected):
                                       str(weights), *flags])
     load_fuser(args, "ct")
     assert (seen["amp"], seen["cuda_graphs"]) == expected
+
+
+def test_library_errors_name_arguments_and_the_cli_their_flags(tmp_path, weights, capsys):
+    """The library says ``work_size`` / ``fmt``; the CLI says ``--work-size`` / ``--format``."""
+    from bsafusion.cli import build_parser, flag_for
+    from bsafusion.infer import Fuser
+
+    with pytest.raises(InputError) as info:
+        Fuser.from_pretrained(weights, work_size=30)
+    assert info.value.where == "work_size"
+    fuse = build_parser()._subparsers._group_actions[0].choices["fuse"]
+    assert flag_for("work_size", fuse) == "--work-size" and flag_for("fmt", fuse) == "--format"
+    assert flag_for("fixed", fuse) == "fixed" and flag_for("elsewhere", fuse) == "elsewhere"
+    s = sample_pairs("ct")[0]
+    assert main(["fuse", str(s.fixed), str(s.moving), "--weights", str(weights), "--work-size",
+                 "30", "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("bsafusion: error: --work-size: must be")
+    assert main(["fuse", str(s.fixed), str(s.moving), "--weights", str(weights), "--format",
+                 "nii", "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("bsafusion: error: --format: nii output needs")

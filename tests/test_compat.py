@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bsafusion import BSAFusion, ModelConfig, compat
-from bsafusion.api import fuse_color
 from bsafusion.config import ColorConvention, FeatureWarp, TokenOrder
 from bsafusion.errors import WeightsError
+from bsafusion.infer.procedure import fuse_color
 from bsafusion.ops.color import rgb_to_ycbcr
 from bsafusion.ops.warp import warp
 

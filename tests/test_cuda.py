@@ -1,4 +1,4 @@
-"""GPU helpers of the fast path: channels-last weights and CUDA graph replay (bsafusion.cuda).
+"""GPU helpers of the fast path: channels-last weights and CUDA graph replay (infer.fast.cuda).
 
 The graph tests need a GPU and are skipped without one; the device session runs them
 (`python -m pytest tests/test_cuda.py`, see benchmarks/RESULTS.md).
@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from bsafusion import BSAFusion
-from bsafusion.cuda import CudaGraphNetwork, PadInputChannels, pad_input_channels, to_channels_last
-from bsafusion.inference import fast_network, optimize_for_inference
+from bsafusion.infer.fast import (
+    CudaGraphNetwork,
+    PadInputChannels,
+    fast_network,
+    optimize_for_inference,
+    pad_input_channels,
+    to_channels_last,
+)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 

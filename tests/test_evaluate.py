@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bsafusion.errors import ConfigError, InputError
-from bsafusion.evaluate import EvalConfig, evaluate, load_landmarks, load_testset
+from bsafusion.evaluation import EvalConfig, evaluate, load_landmarks, load_testset
 from bsafusion.io.image import write_png
 from bsafusion.metrics.registration import inverse_consistency, landmark_tre
 
@@ -217,7 +217,7 @@ def test_colour_pair_is_scored_on_y_and_shown_in_colour(tmp_path, aanlib_dir):
 
 
 def test_a_pair_without_bundled_weights_scores_a_labelled_untrained_network():
-    from bsafusion.evaluate import build_model
+    from bsafusion.evaluation.run import build_model
 
     model, label = build_model(EvalConfig(out_dir=Path("unused"), pair="pet", seed=3))
     assert label.startswith("UNTRAINED network") and "seed 3" in label
@@ -236,3 +236,42 @@ def test_weights_file_is_used_and_named(run, tmp_path):
     assert result.weights_label == f"weights file {weights}"
     text = (tmp_path / "r" / "summary.md").read_text()
     assert "UNTRAINED" not in text and str(weights) in text
+
+
+def test_the_network_is_scored_through_the_fuse_path(run):
+    """evaluate's network method is Fuser.fuse_tensors: the same numbers as Fuser.fuse."""
+    from bsafusion import BSAFusion, Fuser
+    from bsafusion.evaluation.methods import NetworkMethod
+
+    testset, _, _ = run
+    ts = load_testset(testset, limit=1)
+    with torch.random.fork_rng(devices=[]):  # leave the global generator as it was
+        torch.manual_seed(0)
+        fuser = Fuser(BSAFusion().eval(), work_size=None)
+    with torch.inference_mode():
+        res = NetworkMethod(fuser)(ts.fixed[:1], ts.moving_image[:1])
+    ref = fuser.fuse(ts.fixed[0, 0].numpy(), ts.moving_image[0, 0].numpy())
+    np.testing.assert_array_equal(res.flow[0].numpy(), ref.flow)
+    np.testing.assert_array_equal(res.fused[0, 0].numpy(), ref.fused)
+    assert res.reverse is not None and ref.reverse.shape == ref.flow.shape
+
+
+def test_another_method_plugs_in_through_the_interface(run, tmp_path):
+    from bsafusion.infer.result import FusionResult
+
+    class Average:
+        name = "average"
+
+        def __call__(self, fixed, moving):
+            flow = torch.zeros(1, 2, *fixed.shape[-2:])
+            return FusionResult((fixed + moving) / 2, moving, flow)
+
+    testset, _, _ = run
+    result = evaluate(EvalConfig(out_dir=tmp_path / "r", testset=testset, image_size=64,
+                                 limit=2, methods=("identity-avg",)), plugins=(Average(),))
+    rows = {m: [r for r in result.rows if r["method"] == m] for m in result.methods}
+    assert result.methods == ("identity-avg", "average")
+    assert [r["Qabf"] for r in rows["average"]] == [r["Qabf"] for r in rows["identity-avg"]]
+    with pytest.raises(ConfigError, match="taken"):
+        evaluate(EvalConfig(out_dir=tmp_path / "r2", testset=testset, image_size=64, limit=1,
+                            methods=("none",)), plugins=(Average(), Average()))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bsafusion import BSAFusion
-from bsafusion.inference import (
+from bsafusion.infer.fast import (
     FastLevelUp,
     FastRegistrationLayer,
     FastRestormerBlock,
@@ -95,7 +95,7 @@ def test_original_model_is_untouched():
 _FAULTS = """
 import resource, sys, torch
 from bsafusion import BSAFusion
-from bsafusion.inference import optimize_for_inference, tune_cpu_allocator
+from bsafusion.infer.fast import optimize_for_inference, tune_cpu_allocator
 tuned = sys.argv[1] == "tuned" and tune_cpu_allocator()
 torch.manual_seed(0)
 net = optimize_for_inference(BSAFusion())

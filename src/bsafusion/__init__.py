@@ -15,15 +15,15 @@ _EXPORTS = {
     "BSAFusion": "bsafusion.model",
     "BSAFusionOutput": "bsafusion.model",
     "build_bsafusion": "bsafusion.model",
-    "Fuser": "bsafusion.api",
-    "FusionResult": "bsafusion.api",
+    "Fuser": "bsafusion.infer",
+    "FusionResult": "bsafusion.infer",
     "ModelConfig": "bsafusion.config",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bsafusion.api import Fuser, FusionResult  # noqa: F401
     from bsafusion.config import ModelConfig  # noqa: F401
+    from bsafusion.infer import Fuser, FusionResult  # noqa: F401
     from bsafusion.model import BSAFusion, BSAFusionOutput, build_bsafusion  # noqa: F401
 
 

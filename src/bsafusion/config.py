@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from bsafusion.errors import ConfigError
+from bsafusion.pairs import get_pair
 
 __all__ = [
     "FUSION_TARGETS", "ColorConvention", "DeformConfig", "FeatureWarp", "ModelConfig",
@@ -315,9 +316,7 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pair", str(self.pair).lower().removesuffix("-mri"))
-        if self.pair not in ("ct", "pet", "spect"):
-            raise ConfigError("pair", f"{self.pair!r} is not one of ct, pet, spect")
+        object.__setattr__(self, "pair", get_pair(self.pair, "pair").name)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         for name in ("num_epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:

@@ -6,12 +6,10 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from bsafusion.errors import InputError
+from bsafusion.errors import BsafusionError, InputError
+from bsafusion.pairs import get_pair
 
-__all__ = ["MODALITIES", "SamplePair", "sample_pairs"]
-
-# canonical pair name -> (folder, moving modality folder)
-MODALITIES = {"ct": ("CT-MRI", "CT"), "pet": ("PET-MRI", "PET"), "spect": ("SPECT-MRI", "SPECT")}
+__all__ = ["SamplePair", "sample_pairs"]
 
 
 class SamplePair(NamedTuple):
@@ -21,13 +19,16 @@ class SamplePair(NamedTuple):
 
 
 def sample_pairs(pair: str = "ct") -> list[SamplePair]:
-    """List the bundled sample pairs of one modality pair (``"ct"``, ``"pet"``, ``"spect"``)."""
-    key = pair.lower().removesuffix("-mri")
-    if key not in MODALITIES:
-        raise InputError(pair, f"unknown modality pair (choose from {', '.join(MODALITIES)})")
-    folder, modality = MODALITIES[key]
-    root = Path(str(resources.files("bsafusion.assets").joinpath("samples", folder)))
+    """List the bundled sample pairs of one modality pair (a name of :data:`bsafusion.pairs.PAIRS`).
+
+    Samples live in ``assets/samples/<data_folder>/MRI`` and ``.../<modality>``.
+    """
+    try:
+        entry = get_pair(pair, where=pair)
+    except BsafusionError as exc:
+        raise InputError(exc.where, exc.problem) from None
+    root = Path(str(resources.files("bsafusion.assets").joinpath("samples", entry.data_folder)))
     return [
-        SamplePair(p.stem, p, root / modality / p.name)
+        SamplePair(p.stem, p, root / entry.modality / p.name)
         for p in sorted((root / "MRI").glob("*.png"))
     ]

@@ -22,10 +22,11 @@ from torch import Tensor
 from bsafusion.config import ModelConfig
 from bsafusion.errors import BsafusionError, WeightsError
 from bsafusion.io.atomic import atomic_write
+from bsafusion.pairs import find_pair
 
 __all__ = [
-    "PAIR_ALIASES",
     "available_weights",
+    "bundled_name",
     "load_weights",
     "resolve_weights",
     "save_weights",
@@ -33,11 +34,6 @@ __all__ = [
 ]
 
 FORMAT = "bsafusion/1"
-# Accepted spellings of the three modality pairs -> the manifest's canonical name.
-PAIR_ALIASES = {
-    "ct": "ct", "ct-mri": "ct", "pet": "pet", "pet-mri": "pet", "spect": "spect",
-    "spect-mri": "spect",
-}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -59,6 +55,12 @@ def available_weights() -> dict[str, dict]:
     return dict(_manifest())
 
 
+def bundled_name(pair: str) -> str | None:
+    """The manifest name of the bundled weights of a pair (any spelling: ``"CT-MRI"``)."""
+    found = find_pair(pair)
+    return None if found is None else found.weights
+
+
 def resolve_weights(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
     """Find a weights file.
 
@@ -72,7 +74,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
         sidecar = path.with_name(path.name + ".sha256")
         expected = sidecar.read_text().split()[0] if sidecar.is_file() else None
         return path, expected
-    name = PAIR_ALIASES.get(str(name_or_path).lower())
+    name = bundled_name(str(name_or_path))
     entry = _manifest().get(name) if name else None
     if entry is None:
         known = ", ".join(sorted(_manifest())) or "none bundled yet"

@@ -1,12 +1,15 @@
 """Command line: ``bsafusion <command> ...``; each command is a thin shell over the API.
 
 Library errors (:class:`~bsafusion.errors.BsafusionError`) become one stderr line
-``bsafusion: error: <where>: <problem>`` and exit code 2; anything else propagates.
+``bsafusion: error: <where>: <problem>`` and exit code 2; anything else propagates. The library
+names the argument at fault (``work_size``); :func:`flag_for` turns it into the command's flag
+(``--work-size``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +17,7 @@ from bsafusion import __version__
 from bsafusion.cli import convert, evaluate, export, fuse, make_split, make_testset, register, train
 from bsafusion.errors import BsafusionError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "flag_for", "main"]
 
 # Each module offers ``add_parser(subparsers)`` that sets ``handler`` on its parser.
 COMMANDS = (fuse, register, convert, make_split, make_testset, train, export, evaluate)
@@ -33,14 +36,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# library argument -> flag, where the flag's dest is not the argument's name
+ARGUMENT_FLAGS = {"fmt": "--format", "data_dir": "--data"}
+
+
+def flag_for(where: str, parser: argparse.ArgumentParser) -> str:
+    """The flag of ``parser`` for a library argument name (``work_size`` -> ``--work-size``;
+    ``val/test`` -> ``--val/--test``); anything else (a path, ``fixed``) is returned as is."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    flags.update({k: v for k, v in ARGUMENT_FLAGS.items() if v in flags.values()})
+    parts = where.split("/")
+    if not all(part in flags for part in parts) or os.path.exists(where):  # a path stays
+        return where
+    return "/".join(flags[part] for part in parts)
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 partial failure, 2 bad input)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except BsafusionError as exc:
         problem = " ".join(exc.problem.split())  # always one line
-        print(f"bsafusion: error: {exc.where}: {problem}", file=sys.stderr)
+        where = flag_for(exc.where, _command_parser(parser, args.command))
+        print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C, or `timeout --signal=INT` ending a training budget
         print(f"bsafusion: {args.command}: interrupted", file=sys.stderr)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from bsafusion.cli.fuse import PAIRS
+from bsafusion.cli.common import add_pair_argument
 
 METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-max", "identity-lap",
-           "elastix-lap")  # = bsafusion.evaluate.METHODS (not imported: keeps --help instant)
+           "elastix-lap")  # = bsafusion.evaluation.METHODS (not imported: keeps --help instant)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and worst pairs and OUT/index.html. Without --weights and bundled weights, an "
         "untrained seeded network is scored and the report says so.",
     )
-    p.add_argument("--pair", type=str.lower, choices=PAIRS, default="ct", help="modality pair")
+    add_pair_argument(p, default="ct")
     p.add_argument("--split", default="test", help="split of split.csv (test)")
     p.add_argument("--seed", type=int, default=0, help="deformation (and untrained-net) seed")
     p.add_argument("--weights", help="weights file (.safetensors or release .pt)")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bsafusion.evaluate import EvalConfig, evaluate
+    from bsafusion.evaluation import EvalConfig, evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))

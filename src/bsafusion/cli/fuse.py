@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-PAIRS = ("ct", "pet", "spect")
+from bsafusion.pairs import get_pair, pair_names
 
 
 def add_io_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``fuse`` and ``register``."""
     p.add_argument("fixed", nargs="?", help="MRI image (PNG/JPEG/BMP/TIFF, DICOM, NIfTI)")
     p.add_argument("moving", nargs="?", help="CT / PET / SPECT image (PET, SPECT in colour)")
-    p.add_argument("--pair", default="ct", help="modality pair: ct, pet or spect (default ct)")
+    p.add_argument("--pair", default="ct", help=f"modality pair: {', '.join(pair_names())} "
+                   "(default ct)")
     p.add_argument("--fixed-dir", help="batch: folder of MRI images")
     p.add_argument("--moving-dir", help="batch: folder of moving images, paired by file stem")
     p.add_argument("--demo", action="store_true", help="use the bundled sample pair of --pair, "
@@ -51,9 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bsafusion.demo import run_demo
     from bsafusion.errors import InputError
-    from bsafusion.outputs import fuse_folder
+    from bsafusion.infer.demo import run_demo
 
     setup_logging(args.verbose)
     batch = args.fixed_dir or args.moving_dir
@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
             "panel": not getattr(args, "no_panel", True)}
     verb = "registered" if args.register_only else "fused"
     if args.demo:
-        paths = run_demo(fuser, args.pair, args.out, **opts)
+        run = fuser.register if args.register_only else fuser.fuse
+        paths = run_demo(run, args.pair, args.out, **opts)
     elif batch:
-        summary = fuse_folder(fuser, args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
-                              axis=args.axis, progress=Progress(verb), **opts)
+        summary = fuser.fuse_folder(args.fixed_dir, args.moving_dir, args.out, fmt=args.format,
+                                    axis=args.axis, progress=Progress(verb), **opts)
         for where, problem in summary.failed:
             print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
         print(f"{len(summary.fused)} {verb}, {len(summary.failed)} failed")
@@ -118,13 +119,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def check_pair(pair: str) -> str:
-    from bsafusion.errors import InputError
-
-    key = pair.lower().removesuffix("-mri")
-    if key not in PAIRS:
-        raise InputError("--pair", f"unknown modality pair {pair!r} (choose from "
-                                   f"{', '.join(PAIRS)})")
-    return key
+    """The canonical name of ``--pair`` (one line on stderr for an unknown one)."""
+    return get_pair(pair, "--pair").name
 
 
 def load_fuser(args: argparse.Namespace, pair: str):
@@ -132,9 +128,9 @@ def load_fuser(args: argparse.Namespace, pair: str):
     weights, an untrained network (with a warning saying so)."""
     import torch
 
-    from bsafusion.api import Fuser
     from bsafusion.errors import WeightsError
-    from bsafusion.inference import tune_cpu_allocator
+    from bsafusion.infer import Fuser
+    from bsafusion.infer.fast import tune_cpu_allocator
     from bsafusion.model import BSAFusion
     from bsafusion.weights import available_weights
 

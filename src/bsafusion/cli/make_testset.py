@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bsafusion.cli.common import add_pair_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,8 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/moving/ (deformed), OUT/label/ (undeformed), OUT/flow/ (ground truth, .npy, "
         "warp(moving, flow) = label) and OUT/meta.json. Same seed, same set.",
     )
-    p.add_argument("--pair", required=True, choices=("CT", "PET", "SPECT", "ct", "pet", "spect"),
-                   help="moving modality")
+    add_pair_argument(p, required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data", help="pair folder or its parent (default: $BSAFUSION_DATA, "
                    ".cache/aanlib or ../shared/data/aanlib)")
@@ -34,11 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bsafusion.config import DeformConfig
     from bsafusion.data.pairs import default_data_dir
-    from bsafusion.data.testset import make_testset
+    from bsafusion.evaluation.testset import make_testset
+    from bsafusion.pairs import get_pair
 
     config = DeformConfig(elastic_px=(args.elastic_px, args.elastic_px),
                           translation=args.translation, rotation_deg=args.rotation_deg)
-    report = make_testset(args.data or default_data_dir(), args.pair, args.out,
+    report = make_testset(args.data or default_data_dir(), get_pair(args.pair).modality, args.out,
                           split=args.split, seed=args.seed, config=config,
                           image_size=args.image_size, device=args.device,
                           overwrite=args.overwrite)

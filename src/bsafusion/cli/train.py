@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bsafusion.cli.common import add_pair_argument
 from bsafusion.config import FUSION_TARGETS
 
 
@@ -14,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "validate on val every K epochs. Writes OUT/last.pt, OUT/best.pt (lowest val "
         "end-point error), OUT/log.csv and OUT/loss.png. Multi-GPU: run under torchrun.",
     )
-    p.add_argument("--pair", required=True, type=str.lower, choices=("ct", "pet", "spect"))
+    add_pair_argument(p, required=True)
     p.add_argument("--data", help="pair folder or its parent (default: $BSAFUSION_DATA, "
                    ".cache/aanlib or ../shared/data/aanlib)")
     p.add_argument("--out", required=True, help="run folder")

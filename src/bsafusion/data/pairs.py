@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bsafusion import pairs
 from bsafusion.errors import InputError
 from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.io.image import read_image
@@ -80,22 +81,26 @@ def default_data_dir() -> Path:
     for candidate in DATA_CANDIDATES:
         if Path(candidate).is_dir():
             return Path(candidate)
-    raise InputError("--data", f"not given, $BSAFUSION_DATA unset and none of "
+    raise InputError("data_dir", f"not given, $BSAFUSION_DATA unset and none of "
                                f"{', '.join(DATA_CANDIDATES)} exists")
 
 
 def resolve_pair_dir(data_dir: str | os.PathLike, modality: str) -> Path:
-    """Return the pair folder: ``data_dir`` itself or ``data_dir/<MODALITY>-MRI``.
+    """Return the pair folder: ``data_dir`` itself or ``data_dir/<data folder>``, the data
+    folder of the pair table (:data:`bsafusion.pairs.PAIRS`) whose moving modality is
+    ``modality`` (``<MODALITY>-MRI`` for a modality the table does not know).
 
     Raises:
         InputError: neither holds ``MRI/`` and ``<MODALITY>/``.
     """
     root = Path(data_dir)
     mod = modality.upper()
-    for candidate in (root, root / f"{mod}-MRI"):
+    folder = next((p.data_folder for p in pairs.PAIRS if p.modality.upper() == mod),
+                  f"{mod}-MRI")
+    for candidate in (root, root / folder):
         if (candidate / "MRI").is_dir() and (candidate / mod).is_dir():
             return candidate
-    raise InputError(root, f"no MRI/ and {mod}/ folders here or in {mod}-MRI/")
+    raise InputError(root, f"no MRI/ and {mod}/ folders here or in {folder}/")
 
 
 def find_moving_modality(pair_dir: str | os.PathLike) -> str:
@@ -253,8 +258,8 @@ def make_split(pair_dir: str | os.PathLike, *, val: float = 0.1, test: float = 0
     root = Path(pair_dir)
     mod = modality or find_moving_modality(root)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise InputError("--val/--test", f"fractions must be in [0, 1) with sum < 1, got "
-                                         f"{val} and {test}")
+        raise InputError("val/test", f"fractions must be in [0, 1) with sum < 1, got "
+                                     f"{val} and {test}")
     path = root / "split.csv"
     refuse_overwrite(path, overwrite)
     sides = {}

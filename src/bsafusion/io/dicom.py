@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bsafusion.errors import InputError
-from bsafusion.io.image import ImageData, normalise
+from bsafusion.io.base import ImageData, normalize_values
 
 __all__ = ["read_dicom"]
 
@@ -46,7 +46,7 @@ def read_dicom(path: Path) -> ImageData:
         values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
         if photometric == "MONOCHROME1":
             values = values.max() - values
-        return ImageData(normalise(path, values, meta), meta)
+        return ImageData(normalize_values(path, values, meta), meta)
     if raw.ndim == 3 and raw.shape[-1] == 3 and raw.dtype == np.uint8:
-        return ImageData(normalise(path, raw, meta), meta)
+        return ImageData(normalize_values(path, raw, meta), meta)
     raise InputError(path, f"has unsupported photometric interpretation {photometric}")

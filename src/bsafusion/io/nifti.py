@@ -10,7 +10,7 @@ import numpy as np
 
 from bsafusion.errors import InputError
 from bsafusion.io.atomic import atomic_write
-from bsafusion.io.image import ImageData, normalise
+from bsafusion.io.base import ImageData, normalize_values
 
 __all__ = ["read_nifti", "write_nifti"]
 
@@ -43,7 +43,7 @@ def read_nifti(path: Path) -> ImageData:
         raise InputError(path, f"has shape {values.shape}; expected a 2-D image or 3-D volume")
     meta = {"format": "nifti", "bits": 32, "float_is_unit": False,
             "affine": img.affine, "header": img.header}
-    return ImageData(normalise(path, values, meta), meta)
+    return ImageData(normalize_values(path, values, meta), meta)
 
 
 def write_nifti(path: str | os.PathLike, image: np.ndarray, meta: dict) -> Path:

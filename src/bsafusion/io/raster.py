@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bsafusion.errors import InputError
 from bsafusion.io.atomic import atomic_write
-from bsafusion.io.image import MAX_PIXELS, ImageData, check_size, normalise
+from bsafusion.io.base import MAX_PIXELS, ImageData, check_size, normalize_values
 
 __all__ = ["read_raster", "write_raster"]
 
@@ -27,7 +27,7 @@ def read_raster(path: Path) -> ImageData:
     else:
         values, meta = _read_pillow(path)
     values = _drop_alpha(path, values)
-    return ImageData(normalise(path, values, meta), meta)
+    return ImageData(normalize_values(path, values, meta), meta)
 
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, dict]:

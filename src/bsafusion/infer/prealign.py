@@ -3,7 +3,7 @@
 The network corrects small non-rigid offsets only; a rotation of tens of degrees or a shift of
 tens of pixels is outside what it learned. :func:`estimate_prealign` first finds a rigid
 (rotation + translation) or affine transform by Mattes mutual information, multi-resolution;
-:func:`bsafusion.inference.align_and_fuse` resamples the moving image with it, runs the
+:func:`bsafusion.infer.procedure.align_and_fuse` resamples the moving image with it, runs the
 network, and composes both into the one returned flow.
 
 Convention: the transform maps a pixel ``p = (x, y)`` of the fixed grid to the moving image,
@@ -30,7 +30,7 @@ def _simpleitk():
     try:
         import SimpleITK
     except ImportError:
-        raise InputError("--prealign", "needs SimpleITK: pip install 'bsafusion[prealign]'"
+        raise InputError("prealign", "needs SimpleITK: pip install 'bsafusion[prealign]'"
                          ) from None
     return SimpleITK
 
@@ -117,7 +117,7 @@ def estimate_prealign(fixed: np.ndarray, moving: np.ndarray, kind: str = "rigid"
         the moving pixel it should be sampled from.
     """
     if kind not in PREALIGN_KINDS:
-        raise InputError("--prealign", f"unknown kind {kind!r} (choose from rigid, affine)")
+        raise InputError("kind", f"unknown kind {kind!r} (choose from rigid, affine)")
     sitk = _simpleitk()
     f = sitk.GetImageFromArray(np.ascontiguousarray(fixed, dtype=np.float32))
     m = sitk.GetImageFromArray(np.ascontiguousarray(moving, dtype=np.float32))

@@ -8,6 +8,9 @@ Layout under ``OUT`` (the same for single pairs and batches)::
                           image: aligned(p) = moving(p + flow(p)). Volumes: (2, X, Y, Z).
     panel/<stem>.png      the overview of :func:`bsafusion.viz.make_panel` (unless disabled)
 
+The computation is a function of the two loaded files (:data:`ImageFunction`, e.g.
+:meth:`bsafusion.Fuser.image_runner`); this module only reads, checks and writes.
+
 ``<ext>`` is ``png`` by default (16-bit when an input has more than 8 bits), ``tif`` on request
 (8/16 bits, or float32 for 32-bit inputs) and ``nii.gz`` for NIfTI inputs (the fixed image's
 affine and header). Nothing is overwritten unless asked; every file is written to a temporary
@@ -27,12 +30,16 @@ import numpy as np
 from PIL import Image
 
 from bsafusion.errors import BsafusionError, InputError
+from bsafusion.infer.result import FusionResult
 from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.io.image import IMAGE_SUFFIXES, ImageData, file_stem, load_image, write_image
 from bsafusion.viz import save_panel
 
-__all__ = ["FORMATS", "BatchSummary", "check_outputs_free", "fuse_files", "fuse_folder",
-           "match_pairs", "prepare_out_dir", "write_result"]
+__all__ = ["FORMATS", "BatchSummary", "ImageFunction", "check_outputs_free", "fuse_files",
+           "fuse_folder", "match_pairs", "prepare_out_dir", "write_result"]
+
+# (fixed file, moving file) -> result in the fixed frame
+ImageFunction = Callable[[ImageData, ImageData], FusionResult[np.ndarray]]
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +93,18 @@ def check_outputs_free(out_dir: str | os.PathLike, stem: str, *, fmt: str = "png
 def _pick_format(fmt: str | None, fixed: ImageData) -> str:
     fmt = fmt or ("nii" if fixed.meta.get("format") == "nifti" else "png")
     if fmt not in FORMATS:
-        raise InputError("--format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise InputError("fmt", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt == "nii" and fixed.meta.get("format") != "nifti":
-        raise InputError("--format", "nii output needs NIfTI inputs (for the affine and header)")
+        raise InputError("fmt", "nii output needs NIfTI inputs (for the affine and header)")
     return fmt
 
 
-def write_result(out_dir: str | os.PathLike, stem: str, result, *, fixed: np.ndarray | None = None,
+def write_result(out_dir: str | os.PathLike, stem: str, result: FusionResult[np.ndarray], *,
+                 fixed: np.ndarray | None = None,
                  moving: np.ndarray | None = None, fixed_meta: dict | None = None,
                  moving_meta: dict | None = None, fmt: str = "png", panel: bool = True,
                  overwrite: bool = False) -> list[Path]:
-    """Write a :class:`~bsafusion.api.FusionResult` (numpy, 2-D or volume) to the layout.
+    """Write a :class:`~bsafusion.infer.result.FusionResult` (numpy, 2-D or volume).
 
     Args:
         out_dir: the output folder.
@@ -130,7 +138,8 @@ def write_result(out_dir: str | os.PathLike, stem: str, result, *, fixed: np.nda
     return list(targets.values())
 
 
-def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray, result) -> None:
+def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray,
+                 result: FusionResult[np.ndarray]) -> None:
     fused, aligned, flow = result.fused, result.aligned, result.flow
     if fixed.ndim == 3 and flow.ndim == 4:  # a volume: its middle slice along the slicing axis
         axis = (result.meta or {}).get("axis", 2)
@@ -146,22 +155,21 @@ def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray, result) -> N
     save_panel(path, fixed, moving, aligned, fused, flow)
 
 
-def fuse_files(fuser, fixed: str | os.PathLike, moving: str | os.PathLike,
+def fuse_files(run: ImageFunction, fixed: str | os.PathLike, moving: str | os.PathLike,
                out_dir: str | os.PathLike, *, stem: str | None = None,
                register_only: bool = False, panel: bool = True, overwrite: bool = False,
-               fmt: str | None = None, axis: int = 2) -> list[Path]:
-    """Read a pair of image files, fuse (or register) them, write the layout.
+               fmt: str | None = None) -> list[Path]:
+    """Read a pair of image files, fuse (or register) them with ``run``, write the layout.
 
     Args:
-        fuser: a :class:`bsafusion.api.Fuser`.
+        run: the loaded pair -> its result, e.g. :meth:`bsafusion.Fuser.image_runner`.
         fixed, moving: image files (PNG/JPEG/BMP/TIFF, DICOM, NIfTI 2-D or 3-D).
         out_dir: output folder.
         stem: output file stem (default: the moving file's).
-        register_only: write only ``aligned`` and ``flow``.
+        register_only: write only ``aligned`` and ``flow`` (``run`` registers only).
         panel: also write ``panel/<stem>.png``.
         overwrite: replace existing outputs.
         fmt: ``png``, ``tif`` or ``nii`` (default: ``nii`` for NIfTI inputs, else ``png``).
-        axis: slicing axis of NIfTI volumes.
     Returns:
         The paths written.
     Raises:
@@ -176,12 +184,7 @@ def fuse_files(fuser, fixed: str | os.PathLike, moving: str | os.PathLike,
     if fixed_img.is_volume != moving_img.is_volume:
         raise InputError(moving, "one input is a 3-D volume and the other a 2-D image")
     try:
-        if fixed_img.is_volume:
-            result = fuser.fuse_volume(fixed_img.array, moving_img.array, axis=axis,
-                                       register_only=register_only)
-        else:
-            run = fuser.register if register_only else fuser.fuse
-            result = run(fixed_img.array, moving_img.array)
+        result = run(fixed_img, moving_img)
     except BsafusionError as exc:  # name the file rather than "fixed" / "moving"
         if exc.where.startswith(("fixed", "moving")):
             path = fixed if exc.where.startswith("fixed") else moving
@@ -218,13 +221,14 @@ def match_pairs(fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike
     return pairs, unmatched
 
 
-def fuse_folder(fuser, fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike,
+def fuse_folder(run: ImageFunction, fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike,
                 out_dir: str | os.PathLike, *,
                 progress: Callable[[int, int, str, BsafusionError | None], None] | None = None,
                 **kwargs) -> BatchSummary:
     """Fuse every pair of two folders matched by file stem, going on past bad pairs.
 
     Args:
+        run: as for :func:`fuse_files`.
         progress: called after each pair as ``progress(done, total, stem, error_or_None)``.
         kwargs: passed to :func:`fuse_files` (``register_only``, ``panel``, ``overwrite``...).
     Returns:
@@ -235,7 +239,7 @@ def fuse_folder(fuser, fixed_dir: str | os.PathLike, moving_dir: str | os.PathLi
     summary = BatchSummary([], list(unmatched))
     for i, (stem, fixed, moving) in enumerate(pairs, 1):
         try:
-            fuse_files(fuser, fixed, moving, out_dir, stem=stem, **kwargs)
+            fuse_files(run, fixed, moving, out_dir, stem=stem, **kwargs)
         except BsafusionError as exc:
             summary.failed.append((exc.where, exc.problem))
             error = exc

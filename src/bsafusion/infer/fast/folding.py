@@ -23,20 +23,18 @@ the outputs, tested). The model's own code stays the readable reference.
 from __future__ import annotations
 
 import copy
-import functools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsafusion.cuda import CudaGraphNetwork, pad_input_channels, to_channels_last
 from bsafusion.layers.restormer import RestormerBlock
 from bsafusion.model.bsfa import _SLOPE, LevelUp, RegistrationLayer
 from bsafusion.ops.filters import spatial_layer_norm
 from bsafusion.ops.grid import upsample2
 
 __all__ = ["FastLevelUp", "FastRegistrationLayer", "FastRestormerBlock", "FoldedConv3x3",
-           "fast_network", "optimize_for_inference", "tune_cpu_allocator"]
+           "optimize_for_inference"]
 
 
 class FoldedConv3x3(nn.Module):
@@ -187,48 +185,3 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
             if type(child) in _FAST:
                 setattr(module, name, _FAST[type(child)](child))
     return fast.requires_grad_(False)
-
-
-def fast_network(model: nn.Module, *, cuda_graphs: bool = True) -> nn.Module:
-    """The network :class:`bsafusion.api.Fuser` runs by default: :func:`optimize_for_inference`
-    of ``model`` and, where ``model`` is on a GPU, 3x3 conv inputs padded to multiples of 8
-    channels, channels-last weights and (``cuda_graphs``) CUDA graph replay for batches of up
-    to 16 (:mod:`bsafusion.cuda`)."""
-    fast = optimize_for_inference(model)
-    if next(fast.parameters()).is_cuda:
-        fast = to_channels_last(pad_input_channels(fast))
-        if cuda_graphs:
-            fast = CudaGraphNetwork(fast)
-    return fast
-
-
-@functools.cache
-def tune_cpu_allocator() -> bool:
-    """Let this process keep and reuse the memory it frees (glibc's malloc; a process-wide,
-    one-way setting that ``bsafusion fuse`` / ``register`` make for themselves).
-
-    By default glibc hands large freed blocks back to the kernel, so the full-resolution
-    intermediates of the next forward pass are mapped afresh and page-faulted in: ~19,000
-    minor faults per 256² pair on the fast path (none once tuned). With large blocks kept on
-    the heap (``M_MMAP_MAX`` 0, trim threshold 1 GiB, top pad 64 MiB), on 2 cores: a batch
-    of 16 256² pairs in 2.7 s instead of 5.7 s on the fast path; one pair in 0.19 s instead
-    of 0.23-0.25 s in alternating runs, though at batch 1 the VM's run-to-run noise is as
-    large (benchmarks/RESULTS.md). The eager path gains too. The cost: memory freed after a
-    peak stays with the process (up to ~1 GiB above use).
-
-    Returns:
-        True if applied (the first call applies it, later calls return its result); False
-        where the C library is not glibc.
-    """
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # <malloc.h>
-    return all(libc.mallopt(option, value) == 1 for option, value in (
-        (m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20)))

@@ -1,7 +1,7 @@
 """GPU-only helpers of the fast inference path: CUDA graph replay and channels-last layout.
 
 Both are measured side by side with the other GPU paths by ``benchmarks/gpu_paths.py``
-(results in ``benchmarks/RESULTS.md``); :class:`bsafusion.api.Fuser` applies them on a GPU.
+(results in ``benchmarks/RESULTS.md``); :class:`bsafusion.Fuser` applies them on a GPU.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class PadInputChannels(nn.Module):
 
     Args:
         conv: a module that applies ``conv.weight`` (O, I, k, k) to a (B, I, H, W) input
-            (``nn.Conv2d``, :class:`bsafusion.inference.FoldedConv3x3`); its weight is padded
+            (``nn.Conv2d``, :class:`bsafusion.infer.fast.FoldedConv3x3`); its weight is padded
             in place.
     """
 
@@ -93,7 +93,7 @@ class CudaGraphNetwork(nn.Module):
     Args:
         network: a module with ``forward(fixed, moving) -> NamedTuple`` of tensors (or lists
             of tensors, or None), e.g. the output of
-            :func:`bsafusion.inference.optimize_for_inference`.
+            :func:`bsafusion.infer.fast.optimize_for_inference`.
         max_batch: largest batch to capture (a graph keeps its intermediates' memory).
         max_graphs: most graphs captured (e.g. a volume's full batches and its last one).
     """

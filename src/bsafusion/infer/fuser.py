@@ -2,15 +2,17 @@
 
 ``Fuser`` owns every step between user arrays and the network: layout (grey, colour, batches),
 scale and sanity checks, resampling a moving image onto the fixed grid, the working resolution
-and colour path (:mod:`bsafusion.pipeline`), the optional MI pre-alignment
-(:mod:`bsafusion.prealign`), NIfTI volumes slice by slice, and writing files
-(:mod:`bsafusion.outputs`). It runs under ``torch.inference_mode()``.
+and colour path (:mod:`bsafusion.infer.procedure`), the optional MI pre-alignment
+(:mod:`bsafusion.infer.prealign`), NIfTI volumes slice by slice
+(:mod:`bsafusion.infer.volume`), and writing files (:mod:`bsafusion.infer.outputs`). It runs
+under ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,72 +20,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bsafusion.config import FeatureWarp
 from bsafusion.errors import InputError
-from bsafusion.inference import fast_network
-from bsafusion.io.image import MIN_SIDE
-from bsafusion.model.bsafusion import BSAFusion, BSAFusionOutput
+from bsafusion.infer import outputs
+from bsafusion.infer.fast import fast_network
+from bsafusion.infer.procedure import DEFAULT_WORK_SIZE, align_and_fuse, resize_image, to_luma
+from bsafusion.infer.result import FusionResult
+from bsafusion.infer.volume import fuse_volume
+from bsafusion.io.base import MIN_SIDE
+from bsafusion.io.image import ImageData
+from bsafusion.model.bsafusion import BSAFusion
 from bsafusion.ops.checks import check_shape
-from bsafusion.ops.warp import warp
-from bsafusion.pipeline import (
-    DEFAULT_WORK_SIZE,
-    align_and_fuse,
-    recombine_color,
-    resize_image,
-    to_luma,
-)
 
-__all__ = ["ColorFusion", "Fuser", "FusionResult", "fuse_color"]
+__all__ = ["Fuser", "FusionResult", "available_memory", "check_memory"]
 
 log = logging.getLogger(__name__)
 BYTES_PER_PIXEL = 160  # native-resolution float32 buffers per pixel (inputs, grids, outputs)
-
-
-class ColorFusion(NamedTuple):
-    """Result of :func:`fuse_color`."""
-
-    fused_rgb: Tensor  # (B, 3, H, W) fused Y recombined with the aligned Cb/Cr
-    aligned_rgb: Tensor  # (B, 3, H, W) the colour moving image in the fixed frame
-    output: BSAFusionOutput  # the network's output on (fixed, Y of moving)
-
-
-def fuse_color(model: BSAFusion, fixed: Tensor, moving_rgb: Tensor, *,
-               clamp: bool = True) -> ColorFusion:
-    """Fuse an MRI with a pseudo-colour PET/SPECT image (architecture.md §1, §7).
-
-    The moving image goes to YCbCr; only Y enters the network. Cb/Cr are warped by the
-    predicted flow with the exact warp (border padding, so the margin keeps neutral chroma
-    where the image had it) and recombined with the fused Y.
-
-    Args:
-        model: the network; ``model.config.color`` picks the Y weights (§8.5).
-        fixed: (B, 1, H, W) in [0, 1].
-        moving_rgb: (B, 3, H, W) in [0, 1].
-        clamp: clamp the RGB results to [0, 1] (the release does not).
-    Returns:
-        :class:`ColorFusion`.
-    """
-    check_shape(moving_rgb, "B 3 H W", "moving_rgb")
-    luma, chroma = to_luma(model, moving_rgb)
-    out = model(fixed, luma)
-    exact = model.config.feature_warp is FeatureWarp.EXACT
-    aligned_luma = out.aligned if exact else warp(luma, out.flow)
-    fused_rgb, aligned_rgb = recombine_color(out.fused, aligned_luma, chroma, out.flow,
-                                             clamp=clamp)
-    return ColorFusion(fused_rgb=fused_rgb, aligned_rgb=aligned_rgb, output=out)
-
-
-class FusionResult(NamedTuple):
-    """What :class:`Fuser` returns, in the fixed image's frame and size.
-
-    Layouts follow the input: numpy (H, W) / (H, W, 3) / (B, H, W) / (B, H, W, 3), or torch
-    (H, W) / (C, H, W) / (B, C, H, W) on the input's device; volumes are (X, Y, Z).
-    """
-
-    fused: Any  # fused image in [0, 1] (RGB for a colour moving image); None from register()
-    aligned: Any  # the moving image warped into the fixed frame, same layout
-    flow: Any  # float32 px, (2, H, W) or (B, 2, H, W); channel 0 = x; samples the moving image
-    meta: dict | None = None  # work_size, prealign (A, t) per item, warnings
 
 
 class _Batch(NamedTuple):
@@ -104,16 +55,17 @@ class Fuser:
             ``None`` runs at the native size rounded to multiples of 16.
         prealign: ``None``, ``"rigid"`` or ``"affine"``: estimate a global transform by
             mutual information first (needs SimpleITK, extra ``prealign``).
-        fast: run :func:`bsafusion.inference.fast_network`: the folded network of
-            :func:`~bsafusion.inference.optimize_for_inference` (same outputs within 1e-3;
+        fast: run :func:`bsafusion.infer.fast.fast_network`: the folded network of
+            :func:`~bsafusion.infer.fast.optimize_for_inference` (same outputs within 1e-3;
             1.5-1.9x faster on a 2-core CPU), on a GPU also with padded conv inputs,
-            channels-last weights and CUDA graphs up to batch 16 (:mod:`bsafusion.cuda`).
+            channels-last weights and CUDA graphs up to batch 16
+            (:mod:`bsafusion.infer.fast.cuda`).
             ``False`` runs ``model`` as is.
         amp: bf16 autocast on CUDA (with ``fast``, on an H200: 7 ms per 256² pair at batch 1,
             931 pairs/s at batch 256, vs 30 ms and 523 for eager fp32; fused differs from fp32
             by ~2e-3 on average, up to ~0.2 at single pixels). Ignored on CPU.
         cuda_graphs: with ``fast`` on a GPU, replay CUDA graphs for batches of up to 16
-            (:class:`bsafusion.cuda.CudaGraphNetwork`); ``False`` runs the network directly.
+            (:class:`bsafusion.infer.fast.CudaGraphNetwork`); ``False`` runs the network directly.
 
     Example:
         >>> fuser = Fuser.from_pretrained("ct", device="cpu")  # doctest: +SKIP
@@ -173,15 +125,15 @@ class Fuser:
         """Like :meth:`fuse` but for registration only: ``fused`` is None."""
         return self._run(fixed, moving, register_only=True)
 
-    def fuse_tensors(self, fixed: Tensor, moving: Tensor):
+    def fuse_tensors(self, fixed: Tensor, moving: Tensor) -> FusionResult[Tensor]:
         """The torch twin of :meth:`fuse` on (B, 1, H, W) / (B, C, H, W) tensors already on
-        the fixed grid; returns :class:`bsafusion.pipeline.PairOutput` (no copies to numpy)."""
+        the fixed grid; returns (B, C, H, W) tensors on the fuser's device (no numpy)."""
         check_shape(fixed, "B 1 H W", "fixed")
         check_shape(moving, f"{fixed.shape[0]} * {fixed.shape[2]} {fixed.shape[3]}", "moving")
         return self._infer(fixed.to(self.device, torch.float32),
-                           moving.to(self.device, torch.float32))[0]
+                           moving.to(self.device, torch.float32))
 
-    def _infer(self, fixed: Tensor, moving: Tensor) -> tuple[Any, list | None]:
+    def _infer(self, fixed: Tensor, moving: Tensor) -> FusionResult[Tensor]:
         with torch.inference_mode():
             pairs = self._prealign(fixed, moving)
             prealign = None if pairs is None else tuple(
@@ -191,9 +143,9 @@ class Fuser:
                 out = align_and_fuse(self.network, fixed, moving, work_size=self.work_size,
                                      prealign=prealign)
             if self.amp:
-                out = out._replace(**{k: getattr(out, k).float() for k in ("fused", "aligned",
-                                                                           "flow")})
-        return out, pairs
+                out = out._replace(**{k: v.float() for k, v in out._asdict().items()
+                                      if isinstance(v, Tensor)})
+        return out._replace(meta={**out.meta, "prealign": pairs})
 
     def _run(self, fixed, moving, *, register_only: bool) -> FusionResult:
         f = _as_batch(fixed, "fixed", self.device)
@@ -209,16 +161,19 @@ class Fuser:
                         "fixed grid", tuple(moving_t.shape[-2:]), tuple(f.tensor.shape[-2:]))
             moving_t = resize_image(moving_t, tuple(f.tensor.shape[-2:]))
         check_memory(*moving_t.shape, where="moving")
-        out, pairs = self._infer(f.tensor, moving_t)
-        meta = {"work_size": out.work_size, "prealign": pairs}
-        fused = None if register_only else _restore(out.fused, m)
-        return FusionResult(fused, _restore(out.aligned, m), _restore_flow(out.flow, m), meta)
+        out = self._infer(f.tensor, moving_t)
+        image = lambda x: None if x is None else _restore(x, m)  # noqa: E731
+        flow = lambda x: None if x is None else _restore_flow(x, m)  # noqa: E731
+        return FusionResult(None if register_only else image(out.fused), image(out.aligned),
+                            flow(out.flow), out.meta,
+                            None if register_only else image(out.fused_y),
+                            image(out.aligned_y), flow(out.reverse))
 
     def _prealign(self, fixed: Tensor, moving: Tensor) -> list | None:
-        """Per item (A (2, 2), t (2,)) from :func:`bsafusion.prealign.estimate_prealign`."""
+        """Per item (A (2, 2), t (2,)) from :func:`bsafusion.infer.prealign.estimate_prealign`."""
         if self.prealign is None:
             return None
-        from bsafusion.prealign import estimate_prealign
+        from bsafusion.infer.prealign import estimate_prealign
 
         luma, _ = to_luma(self.model, moving)
         return [estimate_prealign(f[0].cpu().numpy(), m[0].cpu().numpy(), self.prealign)
@@ -240,20 +195,42 @@ class Fuser:
         (the later in-plane axis) and channel 1 along its rows (the earlier one); no motion
         along ``axis``.
         """
-        from bsafusion.volume import fuse_volume
+        return fuse_volume(self.fuse_tensors, fixed, moving, device=self.device, axis=axis,
+                           register_only=register_only, batch_size=batch_size)
 
-        return fuse_volume(self, fixed, moving, axis=axis, register_only=register_only,
-                           batch_size=batch_size)
+    def image_runner(self, *, register_only: bool = False, axis: int = 2
+                     ) -> Callable[[ImageData, ImageData], FusionResult[np.ndarray]]:
+        """The function :mod:`bsafusion.infer.outputs` runs on two loaded files: 2-D images
+        through :meth:`fuse` / :meth:`register`, volumes through :meth:`fuse_volume`."""
+        def run(fixed: ImageData, moving: ImageData) -> FusionResult[np.ndarray]:
+            if fixed.is_volume:
+                return self.fuse_volume(fixed.array, moving.array, axis=axis,
+                                        register_only=register_only)
+            return (self.register if register_only else self.fuse)(fixed.array, moving.array)
+
+        return run
 
     def fuse_files(self, fixed: str | os.PathLike, moving: str | os.PathLike,
-                   out_dir: str | os.PathLike, **kwargs) -> list[Path]:
+                   out_dir: str | os.PathLike, *, register_only: bool = False, axis: int = 2,
+                   **kwargs) -> list[Path]:
         """Read a pair of files, fuse (or register) them and write the output layout.
 
-        See :func:`bsafusion.outputs.fuse_files` for the keyword arguments and layout.
+        See :func:`bsafusion.infer.outputs.fuse_files` for the keyword arguments and layout.
         """
-        from bsafusion.outputs import fuse_files
+        run = self.image_runner(register_only=register_only, axis=axis)
+        return outputs.fuse_files(run, fixed, moving, out_dir, register_only=register_only,
+                                  **kwargs)
 
-        return fuse_files(self, fixed, moving, out_dir, **kwargs)
+    def fuse_folder(self, fixed_dir: str | os.PathLike, moving_dir: str | os.PathLike,
+                    out_dir: str | os.PathLike, *, register_only: bool = False, axis: int = 2,
+                    **kwargs) -> outputs.BatchSummary:
+        """Fuse every pair of two folders matched by file stem, going on past bad pairs.
+
+        See :func:`bsafusion.infer.outputs.fuse_folder` for the keyword arguments.
+        """
+        run = self.image_runner(register_only=register_only, axis=axis)
+        return outputs.fuse_folder(run, fixed_dir, moving_dir, out_dir,
+                                   register_only=register_only, **kwargs)
 
 
 def check_memory(batch: int, channels: int, height: int, width: int, *, where: object) -> None:
@@ -295,12 +272,12 @@ def _as_batch(image, name: str, device) -> _Batch:
         batched = ndim == 4
         nchw = {2: lambda a: a[None, None], 3: lambda a: a[None], 4: lambda a: a}.get(ndim)
     else:  # (H, W), (H, W, 3), (B, H, W), (B, H, W, 3)
-        colour = ndim >= 3 and arr.shape[-1] == 3
-        batched = ndim == 4 or (ndim == 3 and not colour)
+        color = ndim >= 3 and arr.shape[-1] == 3
+        batched = ndim == 4 or (ndim == 3 and not color)
         nchw = {2: lambda a: a[None, None], 4: lambda a: a.transpose(0, 3, 1, 2),
-                3: (lambda a: a.transpose(2, 0, 1)[None]) if colour else (lambda a: a[:, None])
+                3: (lambda a: a.transpose(2, 0, 1)[None]) if color else (lambda a: a[:, None])
                 }.get(ndim)
-        if ndim == 4 and not colour:
+        if ndim == 4 and not color:
             nchw = None
     if nchw is None:
         raise InputError(name, f"unsupported shape {arr.shape}; expected grey or RGB, optionally "

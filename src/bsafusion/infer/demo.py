@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bsafusion.infer.outputs import check_outputs_free, write_result
+from bsafusion.infer.result import FusionResult
 from bsafusion.io.image import ImageData, load_image
 from bsafusion.ops.grid import pixel_grid
 from bsafusion.ops.warp import warp
-from bsafusion.outputs import check_outputs_free, write_result
 from bsafusion.samples import sample_pairs
 
 __all__ = ["demo_deformation", "demo_pair", "run_demo"]
@@ -46,13 +48,15 @@ def demo_pair(pair: str = "ct") -> tuple[str, ImageData, ImageData]:
     return sample.name, fixed, moving
 
 
-def run_demo(fuser, pair: str, out_dir: str | os.PathLike, *, panel: bool = True,
-             overwrite: bool = False, register_only: bool = False) -> list[Path]:
-    """Fuse (or register) the demo pair of ``pair`` and write the output layout."""
+def run_demo(run: Callable[[np.ndarray, np.ndarray], FusionResult[np.ndarray]], pair: str,
+             out_dir: str | os.PathLike, *, panel: bool = True, overwrite: bool = False,
+             register_only: bool = False) -> list[Path]:
+    """Run ``run`` (e.g. :meth:`bsafusion.Fuser.fuse`, or ``register`` with
+    ``register_only``) on the demo pair of ``pair`` and write the output layout."""
     check_outputs_free(out_dir, sample_pairs(pair)[0].name, register_only=register_only,
                        panel=panel, overwrite=overwrite)
     stem, fixed, moving = demo_pair(pair)
-    result = (fuser.register if register_only else fuser.fuse)(fixed.array, moving.array)
+    result = run(fixed.array, moving.array)
     return write_result(out_dir, stem, result, fixed=fixed.array, moving=moving.array,
                         fixed_meta=fixed.meta, moving_meta=moving.meta, fmt="png",
                         panel=panel and not register_only, overwrite=overwrite)

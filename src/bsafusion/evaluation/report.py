@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from bsafusion.evaluation.testset import FOREGROUND, Testset
+from bsafusion.infer.procedure import luma_to_rgb
+from bsafusion.infer.result import FusionResult
 from bsafusion.io.atomic import atomic_write
 from bsafusion.metrics.fusion import HIGHER_IS_BETTER
-from bsafusion.pipeline import luma_to_rgb
 
 __all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
 
@@ -47,7 +49,8 @@ TABLES = (
 CONVENTIONS = (
     "Grey levels 0-255 (VIFB's scale); PET/SPECT and colour outputs scored on BT.601 Y "
     "(0.257 R + 0.504 G + 0.098 B + 0.0625). Fusion metrics: A = MRI, B = the undeformed "
-    "moving image, F = fused, quantised to 8 bits. EPE over the head (label > 0.05); fold % = "
+    f"moving image, F = fused, quantised to 8 bits. EPE over the head (label > {FOREGROUND}); "
+    "fold % = "
     "pixels with det J ≤ 0; inv. cons. = |φ_AB + φ_BA∘(id+φ_AB)| with φ_BA = φ_A − φ_B. "
     "Qabf uses VIFB's constants, so Qabf(A, A, A) = 0.975. Qcv: lower is better."
 )
@@ -127,15 +130,17 @@ def _u8(x: torch.Tensor) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
 
 
-def display_images(ts, i: int, out) -> dict[str, np.ndarray]:
+def display_images(ts: Testset, i: int, out: FusionResult[torch.Tensor]
+                   ) -> dict[str, np.ndarray]:
     """uint8 tiles of one method's result on pair ``i``: aligned, |aligned - label| ×4, fused."""
-    aligned = out.aligned if bool(torch.isfinite(out.aligned).all()) else torch.zeros_like(
-        out.fused)
-    diff = ((aligned - ts.label[i:i + 1]).abs() * 4).clamp(0, 1)
-    if ts.chroma is not None:  # colour pairs: show the aligned image in colour too
+    grey = out.aligned_grey
+    finite = bool(torch.isfinite(grey).all())
+    grey = grey if finite else torch.zeros_like(out.fused_grey)
+    diff = ((grey - ts.label[i:i + 1]).abs() * 4).clamp(0, 1)
+    aligned = out.aligned if finite and out.aligned.shape[1] == 3 else grey
+    if ts.chroma is not None and aligned.shape[1] == 1:  # colour pairs: show it in colour too
         aligned = luma_to_rgb(aligned, ts.chroma[i:i + 1], out.flow)
-    return {"aligned": _u8(aligned), "diff": _u8(diff),
-            "fused": _u8(out.fused_rgb if out.fused_rgb is not None else out.fused)}
+    return {"aligned": _u8(aligned), "diff": _u8(diff), "fused": _u8(out.fused)}
 
 
 def _panel(ts, i: int, methods, shown, tile: int = 160) -> Image.Image:

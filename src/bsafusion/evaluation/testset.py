@@ -1,4 +1,5 @@
-"""A deterministic deformed benchmark set with its ground truth (architecture.md §6).
+"""The deformed test-set format (architecture.md §6): :func:`make_testset` writes it and
+:func:`load_testset` reads it; the two sides of one format live here together.
 
 ``make_testset`` writes, for every pair of a split::
 
@@ -27,13 +28,27 @@ from bsafusion.config import DeformConfig
 from bsafusion.data.deform import deform
 from bsafusion.data.pairs import load_pairs
 from bsafusion.errors import InputError
+from bsafusion.infer.procedure import split_color
 from bsafusion.io.atomic import atomic_write
-from bsafusion.io.image import write_png
+from bsafusion.io.image import read_image, write_png
 from bsafusion.ops.color import ycbcr_to_rgb
 
-__all__ = ["TestsetReport", "make_testset"]
+__all__ = ["FOREGROUND", "Testset", "TestsetReport", "load_testset", "make_testset"]
 
 FOREGROUND = 0.05  # intensity above which a pixel of the undeformed moving image is "head"
+
+
+class Testset(NamedTuple):
+    """A loaded test set: N pairs, (N, C, H, W) tensors in [0, 1] (Y / CbCr: BT.601, §7)."""
+
+    root: Path
+    names: tuple[str, ...]  # file stems
+    fixed: torch.Tensor  # (N, 1, H, W) MRI
+    moving: torch.Tensor  # (N, 1, H, W) deformed moving image (Y for colour)
+    chroma: torch.Tensor | None  # (N, 2, H, W) Cb, Cr of the deformed colour image
+    label: torch.Tensor  # (N, 1, H, W) undeformed moving image (Y)
+    flow: torch.Tensor  # (N, 2, H, W) ground truth, px, warp(moving, flow) ≈ label
+    moving_image: torch.Tensor  # (N, C, H, W) the deformed moving image as stored (RGB or grey)
 
 
 class TestsetReport(NamedTuple):
@@ -113,3 +128,32 @@ def _to_grey(x: torch.Tensor) -> np.ndarray:
 def _to_rgb(x: torch.Tensor) -> np.ndarray:
     rgb = ycbcr_to_rgb(x[None].float(), clamp=True)[0]
     return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------- reading
+def read_grey_and_chroma(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(Y (1, 1, H, W), CbCr (1, 2, H, W) or None, the image (1, C, H, W)) of an image file."""
+    arr = torch.from_numpy(np.ascontiguousarray(read_image(path), dtype=np.float32))
+    image = arr[None, None] if arr.dim() == 2 else arr.permute(2, 0, 1)[None]
+    return (*split_color(image), image)
+
+
+def load_testset(root: str | os.PathLike, limit: int | None = None) -> Testset:
+    """Read ``fixed/``, ``moving/``, ``label/`` (PNG) and ``flow/`` (.npy) of a test set."""
+    root = Path(root)
+    stems = sorted(p.stem for p in (root / "flow").glob("*.npy"))[:limit]
+    if not stems:
+        raise InputError(root / "flow", "no ground-truth fields (.npy) in this test set")
+    fixed, moving, chroma, label, flow, images = [], [], [], [], [], []
+    for stem in stems:
+        fixed.append(read_grey_and_chroma(root / "fixed" / f"{stem}.png")[0])
+        y, c, image = read_grey_and_chroma(root / "moving" / f"{stem}.png")
+        moving.append(y)
+        chroma.append(c)
+        images.append(image)
+        label.append(read_grey_and_chroma(root / "label" / f"{stem}.png")[0])
+        flow.append(torch.from_numpy(np.load(root / "flow" / f"{stem}.npy"))[None].float())
+    has_color = chroma[0] is not None
+    return Testset(root, tuple(stems), torch.cat(fixed), torch.cat(moving),
+                   torch.cat(chroma) if has_color else None, torch.cat(label), torch.cat(flow),
+                   torch.cat(images))
