@@ -271,7 +271,7 @@ class TrainConfig:
             epe_weight * L_epe``, the fusion decoder skipped); then the full loss.
         synth_fixed_epochs: modality curriculum: over the first K epochs the fixed image of
             each sample is, with a probability falling linearly from ``synth_fixed_start``
-            to 0, a random contrast of the undeformed moving image instead of the MRI
+            to 0, the undeformed moving image or a random contrast of it instead of the MRI
             (:mod:`bsafusion.data.synth`).
         synth_fixed_start: that probability at epoch 0.
         warmup_epochs: linear learning-rate warm-up over the first K epochs (per step).
@@ -348,8 +348,8 @@ class TrainConfig:
 
     @property
     def modality(self) -> str:
-        """Folder name of the moving modality: ``CT``, ``PET`` or ``SPECT``."""
-        return self.pair.upper()
+        """Folder name of the moving modality (the pair table's, e.g. ``CT``)."""
+        return get_pair(self.pair, "pair").modality
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -47,8 +47,9 @@ def random_contrast(images: Tensor, *, generator: torch.Generator, knots: int = 
 
 def synthetic_fixed(fixed: Tensor, label: Tensor, probability: float, *,
                     generator: torch.Generator) -> Tensor:
-    """Replace each sample's fixed image, with ``probability``, by a random contrast of
-    ``label`` (the undeformed moving image, aligned with ``fixed``).
+    """Replace each sample's fixed image, with ``probability``, by ``label`` itself (the
+    undeformed moving image, aligned with ``fixed``: monomodal) or, with even odds, by a
+    random contrast of it.
 
     Args:
         fixed, label: (B, 1, H, W).
@@ -60,4 +61,8 @@ def synthetic_fixed(fixed: Tensor, label: Tensor, probability: float, *,
         return fixed
     pick = torch.rand((fixed.shape[0], 1, 1, 1), generator=generator,
                       device=generator.device) < probability
-    return torch.where(pick.to(fixed.device), random_contrast(label, generator=generator), fixed)
+    mono = torch.rand((fixed.shape[0], 1, 1, 1), generator=generator,
+                      device=generator.device) < 0.5
+    synthetic = torch.where(mono.to(fixed.device), label,
+                            random_contrast(label, generator=generator))
+    return torch.where(pick.to(fixed.device), synthetic, fixed)
