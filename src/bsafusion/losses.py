@@ -22,6 +22,8 @@ from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
     "LEVEL_WEIGHTS",
+    "LOSS_TERMS",
+    "PLOTTED_TERMS",
     "BSAFusionLoss",
     "classification_loss",
     "endpoint_loss",
@@ -35,6 +37,9 @@ __all__ = [
 
 MRI_CLASS = 1  # logits index of the MRI class (§4: L_cls targets [0, 1] for A)
 LEVEL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # coarse to fine (§4)
+# the named terms BSAFusionLoss returns when given flow_gt (the trainer logs each, in order)
+LOSS_TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
+PLOTTED_TERMS = ("total", "reg", "fus", "smooth", "cls", "tr")  # the loss curve's
 
 
 def ssim_loss(x: Tensor, y: Tensor) -> Tensor:

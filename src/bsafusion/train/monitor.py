@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bsafusion.io.atomic import atomic_write
+from bsafusion.losses import PLOTTED_TERMS
 
 __all__ = ["RunMonitor"]
 
 log = logging.getLogger(__name__)
 
-PLOTTED = ("total", "reg", "fus", "smooth", "cls", "tr")
+PLOTTED = PLOTTED_TERMS  # named in bsafusion.losses
 
 
 class RunMonitor:

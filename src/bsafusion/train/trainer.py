@@ -30,7 +30,7 @@ from bsafusion.data.deform import deform
 from bsafusion.data.pairs import PairTensors, augment_pairs, load_pairs
 from bsafusion.data.synth import synthetic_fixed
 from bsafusion.errors import ConfigError, InputError
-from bsafusion.losses import BSAFusionLoss
+from bsafusion.losses import LOSS_TERMS, BSAFusionLoss
 from bsafusion.metrics.registration import endpoint_error, ncc, registration_metrics
 from bsafusion.model import BSAFusion
 from bsafusion.ops.filters import gradient_l1
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 FIT_AFTER_EPOCHS = 4
 FIT_AFTER_FRACTION = 0.1
 BUDGET_SAFETY = 0.95  # fraction of the measured time left that the fitted schedule may use
-TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
+TERMS = LOSS_TERMS  # named in bsafusion.losses
 
 
 class TrainResult(NamedTuple):
