@@ -31,7 +31,7 @@ from bsafusion.data.pairs import PairTensors, augment_pairs, load_pairs
 from bsafusion.data.synth import synthetic_fixed
 from bsafusion.errors import ConfigError, InputError
 from bsafusion.losses import LOSS_TERMS, BSAFusionLoss
-from bsafusion.metrics.registration import endpoint_error, ncc, registration_metrics
+from bsafusion.metrics.registration import endpoint_error_stats, ncc, registration_metrics
 from bsafusion.model import BSAFusion
 from bsafusion.ops.filters import gradient_l1
 from bsafusion.train.checkpoint import load_checkpoint, save_checkpoint
@@ -215,9 +215,7 @@ class Trainer:
             flow = out.flow.float()
             metrics = registration_metrics(out.aligned.float(), label[idx], flow, flow_gt[idx])
             metrics["flow_mag"] = flow.norm(dim=1).flatten(1).mean(dim=1)
-            epe = endpoint_error(flow, flow_gt[idx])
-            metrics["epe_edge"] = (epe * edges[idx]).flatten(1).sum(1) / edges[idx].flatten(
-                1).sum(1)
+            metrics["epe_edge"] = endpoint_error_stats(flow, flow_gt[idx], edges[idx])[0]
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value.double().sum()
         self.model.train()
@@ -282,11 +280,10 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(cfg.val_seed)
         moving, flow_gt, _ = deform(val.moving, cfg.val_deform, generator=gen)
         grad = gradient_l1(val.moving)[:, 0]
-        edges = (grad >= grad.flatten(1).quantile(0.9, dim=1).view(-1, 1, 1)).float()
-        zero = flow_gt.norm(dim=1)
-        self.identity_epe = float(zero.mean())
-        self.identity_epe_edge = float(((zero * edges).flatten(1).sum(1)
-                                        / edges.flatten(1).sum(1)).mean())
+        edges = grad >= grad.flatten(1).quantile(0.9, dim=1).view(-1, 1, 1)
+        self.identity_epe = float(flow_gt.norm(dim=1).mean())
+        self.identity_epe_edge = float(endpoint_error_stats(torch.zeros_like(flow_gt), flow_gt,
+                                                            edges)[0].mean())
         self.identity_ncc = float(ncc(moving, val.moving).mean())
         return val.fixed, val.moving, moving, flow_gt, edges
 
