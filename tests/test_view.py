@@ -38,6 +38,8 @@ def outputs(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see conftest's one_thread (function-scoped)
     assert main(["fuse", "--demo", "--work-size", "64", "-o", str(root / "demo")]) == 0
+    assert main(["fuse", "--demo", "--pair", "pet", "--work-size", "32", "--no-panel", "-o",
+                 str(root / "pet")]) == 0
     a, b = root / "mri", root / "ct"
     a.mkdir(), b.mkdir()
     for s in sample_pairs("ct"):
@@ -52,7 +54,7 @@ def outputs(tmp_path_factory):
         nib.save(nib.Nifti1Image(vol.astype(np.float32), np.eye(4)), root / f"{name}.nii.gz")
     assert main(["fuse", str(root / "mri.nii.gz"), str(root / "ct.nii.gz"), "--work-size",
                  "32", "--no-panel", "-o", str(root / "volume")]) == 0
-    for name in ("demo", "batch", "volume"):
+    for name in ("demo", "pet", "batch", "volume"):
         view_outputs(root / name)
     torch.set_num_threads(threads)
     return root
@@ -211,6 +213,15 @@ def test_fuse_records_its_inputs_and_the_page_lists_every_kind(outputs):
     assert (entry["w"], entry["h"], entry["slices"], entry["cols"]) == (32, 32, 6, 3)
     atlas = Image.open(outputs / "volume" / "view" / entry["dir"] / "fixed.png")
     assert atlas.size == (3 * 32, 2 * 32)
+
+
+def test_pet_is_shown_in_colour(outputs):
+    data = (outputs / "pet" / "view" / "data.js").read_text()
+    (entry,) = json.loads(data[data.index("{"):data.rindex("}") + 1])["pairs"]
+    assert entry["colour"] and entry["kinds"] == ["fixed", "moving", "aligned", "fused"]
+    for kind in ("moving", "fused"):
+        rgb = np.asarray(Image.open(outputs / "pet" / "view" / entry["dir"] / f"{kind}.png"))
+        assert rgb.ndim == 3 and np.abs(rgb[..., 0].astype(int) - rgb[..., 2]).max() > 40
 
 
 def test_missing_inputs_are_noted_and_bad_folders_refused(outputs, tmp_path, capsys):
