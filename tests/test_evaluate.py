@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from bsafusion.errors import ConfigError, InputError
 from bsafusion.evaluation import EvalConfig, evaluate, load_landmarks, load_testset
 from bsafusion.io.image import write_png
 from bsafusion.metrics.registration import inverse_consistency, landmark_tre
+
+from .test_view import wait_for_viewer
 
 METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-lap")
 
@@ -135,11 +136,7 @@ def test_index_html_renders_and_a_row_opens_the_viewer(run, browser, artifacts):
     row = browser.find_elements("css selector", "a.row")[1]
     target = row.get_attribute("href").split("#")[1]
     browser.execute_script("arguments[0].click()", row)
-    for _ in range(200):
-        if browser.execute_script("return document.body.dataset.images") in ("ok", "broken"):
-            break
-        time.sleep(0.05)
-    assert browser.execute_script("return document.body.dataset.images") == "ok"
+    assert wait_for_viewer(browser) == "ok"
     assert browser.execute_script("return document.body.dataset.pair") == target
     assert len(browser.find_elements("css selector", "#list li")) == 2 * len(METHODS)
     browser.save_screenshot(str(artifacts / "viewer-evaluate.png"))
@@ -170,6 +167,11 @@ def test_external_method_with_flows_and_landmarks(run, tmp_path):
     assert all(r["TRE"] > 0.5 for r in ident)  # identity: TRE = |GT| at the landmarks
     assert sum(r["NCC"] for r in oracle) > sum(r["NCC"] for r in ident)
     assert "weights" in (tmp_path / "report" / "summary.md").read_text()
+    # fused images only (no field): the report and its viewer still work
+    evaluate(EvalConfig(out_dir=tmp_path / "fused-only", pair="ct", seed=0, testset=testset,
+                        image_size=64, limit=2, methods=("none",), fused_dir=fused_dir,
+                        name="oracle"))
+    assert '"flow"' not in (tmp_path / "fused-only" / "view" / "data.js").read_text()
 
 
 def test_tre_and_inverse_consistency_values():

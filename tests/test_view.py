@@ -62,10 +62,10 @@ def outputs(tmp_path_factory):
 
 def _open(browser, index, fragment=""):
     browser.get(index.resolve().as_uri() + fragment)
-    return _wait(browser)
+    return wait_for_viewer(browser)
 
 
-def _wait(browser, timeout=30.0) -> str:
+def wait_for_viewer(browser, timeout=30.0) -> str:
     """Wait until the shown pair's images have loaded (or failed); returns ok / broken."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -130,14 +130,14 @@ def test_batch_has_a_searchable_pair_list(browser, outputs, artifacts):
     assert [li.text for li in items] == sorted(s.name for s in sample_pairs("ct"))
     first = browser.execute_script("return document.body.dataset.pair")
     browser.find_element("tag name", "body").send_keys("n")  # next pair
-    assert _wait(browser) == "ok"
+    assert wait_for_viewer(browser) == "ok"
     assert browser.execute_script("return document.body.dataset.pair") != first
     _keys(browser, "search", items[2].text)
     shown = [li for li in browser.find_elements("css selector", "#list li") if li.is_displayed()]
     assert [li.text for li in shown] == [items[2].text]
     assert browser.find_element("id", "count").text.startswith("1 of 3")
     shown[0].click()
-    assert _wait(browser) == "ok" and browser.current_url.endswith("#" + items[2].text)
+    assert wait_for_viewer(browser) == "ok" and browser.current_url.endswith("#" + items[2].text)
     _no_broken_images(browser)
     browser.save_screenshot(str(artifacts / "viewer-batch.png"))
 
@@ -230,6 +230,7 @@ def test_missing_inputs_are_noted_and_bad_folders_refused(outputs, tmp_path, cap
     out = tmp_path / "copy"
     shutil.copytree(outputs / "batch", out, ignore=shutil.ignore_patterns("view", "inputs"))
     view_outputs(out)
+    view_outputs(out)  # a re-run replaces the page
     data = (out / "view" / "data.js").read_text()
     assert "no inputs/" in data and '"kinds": ["aligned", "fused"]' in data
     (tmp_path / "other").mkdir()

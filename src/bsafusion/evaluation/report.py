@@ -138,7 +138,7 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 def display_images(ts: Testset, i: int, out: FusionResult[torch.Tensor]
                    ) -> dict[str, np.ndarray]:
     """uint8 tiles of one method's result on pair ``i``: aligned, |aligned - label| ×4, fused;
-    and ``flow``, its field (2, H, W) px as float16 (for the viewer)."""
+    and ``flow``, its field (2, H, W) px as float16 (for the viewer; None if it has none)."""
     grey = out.aligned_grey
     finite = bool(torch.isfinite(grey).all())
     grey = grey if finite else torch.zeros_like(out.fused_grey)
@@ -146,7 +146,7 @@ def display_images(ts: Testset, i: int, out: FusionResult[torch.Tensor]
     aligned = out.aligned if finite and out.aligned.shape[1] == 3 else grey
     if ts.chroma is not None and aligned.shape[1] == 1:  # colour pairs: show it in colour too
         aligned = luma_to_rgb(aligned, ts.chroma[i:i + 1], out.flow)
-    flow = out.flow[0].float().cpu().numpy().astype(np.float16)
+    flow = None if out.flow is None else out.flow[0].float().cpu().numpy().astype(np.float16)
     return {"aligned": _u8(aligned), "diff": _u8(diff), "fused": _u8(out.fused), "flow": flow}
 
 
@@ -225,8 +225,9 @@ def _view_pairs(ts, methods: tuple[str, ...], shown: dict):
         fixed, moving = _u8(ts.fixed[i:i + 1])[None], _moving_u8(ts, i)[None]
         for method in methods:
             tiles = shown[(i, method)]
+            flow = None if tiles["flow"] is None else tiles["flow"][None].astype(np.float32)
             yield PairImages(stem, fixed, moving, tiles["aligned"][None], tiles["fused"][None],
-                             tiles["flow"][None].astype(np.float32), group=method)
+                             flow, group=method)
 
 
 def _best_worst(rows: list[dict], methods: tuple[str, ...], names) -> tuple[str, str, str, str]:
