@@ -76,8 +76,9 @@ def _inputs(out: Path, stem: str, notes: list[str]) -> tuple[np.ndarray | None, 
     return tuple(images)
 
 
-def load_output_pair(out: Path, stem: str, files: dict[str, dict[str, Path]]) -> PairImages:
-    """One stem of an output folder (``files``: :func:`_listing`), unreadable parts noted."""
+def _load_pair(out: Path, stem: str, files: dict[str, dict[str, Path]]) -> PairImages:
+    """One stem of an output folder (``files``: :func:`_listing`); what cannot be read is
+    left out and said in ``note``."""
     notes: list[str] = []
     shown: dict[str, np.ndarray | None] = {}
     for kind in ("aligned", "fused"):
@@ -111,7 +112,7 @@ def iter_output_pairs(out_dir: str | os.PathLike) -> Iterator[PairImages]:
     stems = output_stems(out)
     files = _listing(out)
     for stem in stems:
-        yield load_output_pair(out, stem, files)
+        yield _load_pair(out, stem, files)
 
 
 def view_outputs(out_dir: str | os.PathLike, view_dir: str | os.PathLike | None = None

@@ -91,7 +91,8 @@ def _save_png(path: Path, array: np.ndarray) -> None:
 
 
 def _flow_samples(flow: np.ndarray) -> dict:
-    """The field every ``step`` px as base64 int16 (1/FLOW_UNIT px), x then y, slice-major."""
+    """``flow`` (S, 2, H, W) px, channel 0 = x, every ``step`` px of the fixed grid, as base64
+    little-endian int16 in 1/FLOW_UNIT px: ``x`` and ``y`` each (S, rows, cols), C order."""
     step = max(1, math.ceil(max(flow.shape[-2:]) / FLOW_SAMPLES))
     sub = flow[:, :, ::step, ::step]
     q = np.clip(np.round(np.nan_to_num(sub) * FLOW_UNIT), -32767, 32767).astype("<i2")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args) -> None:  # the base's signature
         log.debug("%s %s", self.address_string(), format % args)
 
 

@@ -278,10 +278,12 @@
     select(visible[next]);
   }
 
-  const KEYS = {
+  const SLICE_KEYS = {  // only for volumes: elsewhere these keys scroll the page
     ArrowUp: () => setSlice(state.slice + 1), PageUp: () => setSlice(state.slice + 1),
     ArrowDown: () => setSlice(state.slice - 1), PageDown: () => setSlice(state.slice - 1),
     Home: () => setSlice(0), End: () => setSlice(Infinity),
+  };
+  const KEYS = {
     n: () => step(1), p: () => step(-1),
     a: () => setCompare(state.cmp === "aligned" ? "moving" : "aligned"),
     "+": () => setZoom(1), "=": () => setZoom(1), "-": () => setZoom(-1),
@@ -293,7 +295,8 @@
       if (e.key === "Escape") e.target.blur();
       return;
     }
-    const action = KEYS[e.key];
+    const volume = pair() && pair().slices > 1;
+    const action = KEYS[e.key] || (volume ? SLICE_KEYS[e.key] : undefined);
     if (!action || e.ctrlKey || e.metaKey || e.altKey) return;
     e.preventDefault();
     action();
