@@ -71,7 +71,7 @@ def test_demo_writes_the_four_outputs(tmp_path):
     assert "interim CPU weights" in proc.stderr  # honest about the bundled CT weights
     out = tmp_path / "demo_out"
     assert _files(out) == ["aligned/16010.png", "flow/16010.npy", "fused/16010.png",
-                           "panel/16010.png"]
+                           "inputs/16010.json", "panel/16010.png"]
     flow = np.load(out / "flow" / "16010.npy")
     assert flow.shape == (2, 256, 256) and flow.dtype == np.float32
     assert Image.open(out / "panel" / "16010.png").size[0] >= 4 * 256
@@ -113,7 +113,7 @@ def test_batch_goes_on_past_two_broken_files(tmp_path, weights):
     assert "zz_text.png: is not an image" in proc.stderr
     assert "[5/5]" in proc.stderr  # progress, one line per pair when not on a terminal
     written = _files(tmp_path / "out")
-    assert len(written) == 9 and not any("aa_trunc" in f or "zz_text" in f for f in written)
+    assert len(written) == 12 and not any("aa_trunc" in f or "zz_text" in f for f in written)
     rgb = np.asarray(Image.open(tmp_path / "out" / "fused" / "25022.png"))
     assert rgb.shape == (256, 256, 3)  # colour for PET
 
@@ -124,7 +124,8 @@ def test_register_with_prealign(tmp_path, weights):
     proc = run_cli("register", s.fixed, s.moving, "--weights", weights, "--work-size", "32",
                    "--prealign", "rigid", "-o", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert _files(tmp_path / "out") == [f"aligned/{s.name}.png", f"flow/{s.name}.npy"]
+    assert _files(tmp_path / "out") == [f"aligned/{s.name}.png", f"flow/{s.name}.npy",
+                                        f"inputs/{s.name}.json"]
 
 
 def test_nifti_volume_pair(tmp_path, weights):
@@ -142,7 +143,7 @@ def test_nifti_volume_pair(tmp_path, weights):
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
     assert _files(out) == ["aligned/ct.nii.gz", "flow/ct.npy", "fused/ct.nii.gz",
-                           "panel/ct.png"]
+                           "inputs/ct.json", "panel/ct.png"]
     fused, aligned = nib.load(out / "fused" / "ct.nii.gz"), nib.load(out / "aligned" / "ct.nii.gz")
     assert fused.shape == aligned.shape == (181, 217, 181)
     np.testing.assert_allclose(fused.affine, affine)

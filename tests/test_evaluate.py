@@ -4,8 +4,9 @@ method path (--fused-dir / --flow-dir / --landmarks), the report files and their
 from __future__ import annotations
 
 import csv
+import html
 import os
-import shutil
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -19,6 +20,8 @@ from bsafusion.errors import ConfigError, InputError
 from bsafusion.evaluation import EvalConfig, evaluate, load_landmarks, load_testset
 from bsafusion.io.image import write_png
 from bsafusion.metrics.registration import inverse_consistency, landmark_tre
+
+from .test_view import wait_for_viewer
 
 METHODS = ("bsafusion", "identity-net", "identity-avg", "identity-lap")
 
@@ -109,25 +112,34 @@ def test_index_html_is_well_formed_and_its_images_exist(run):
     assert all((out / src).is_file() for src in checker.images)
 
 
-def test_index_html_renders_in_headless_chromium(run, tmp_path):
-    """Opens the report in a real browser and checks every image decoded."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+def test_index_html_states_a_verdict_and_links_rows_to_the_viewer(run):
     _, out, _ = run
-    probe = out / "_probe.html"
-    script = ("<script>window.addEventListener('load', () => { const ok = [...document.images]"
-              ".every(i => i.complete && i.naturalWidth > 0); document.body.setAttribute("
-              "'data-images', ok ? 'ok' : 'broken'); });</script>")
-    probe.write_text((out / "index.html").read_text().replace("</body>", script + "</body>"))
-    try:
-        proc = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-             "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    finally:
-        probe.unlink()
-    assert 'data-images="ok"' in proc.stdout, proc.stderr[-2000:]
-    assert "<table>" in proc.stdout
+    text = (out / "index.html").read_text()
+    line = html.unescape(re.search(r"<p class=\"verdict\">(.*?)</p>", text).group(1))
+    assert line.startswith("Verdict: ") and "weights are interim" in line
+    assert "no registration" in line and " px" in line
+    assert line in (out / "summary.md").read_text()
+    links = re.findall(r'<a class="row" href="view/index.html#([^"]+)"', text)
+    assert len(links) == 2 * len(METHODS)  # every row of both panels
+    data = (out / "view" / "data.js").read_text()
+    assert all(f'"id": "{target}"' in data for target in links)
+
+
+def test_index_html_renders_and_a_row_opens_the_viewer(run, browser, artifacts):
+    """The report in headless Chromium: every image decodes; a panel row opens the viewer on
+    that pair and method, whose images load too."""
+    _, out, _ = run
+    browser.get((out / "index.html").resolve().as_uri())
+    assert browser.execute_script(
+        "return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.find_element("css selector", "p.verdict").text.startswith("Verdict: ")
+    row = browser.find_elements("css selector", "a.row")[1]
+    target = row.get_attribute("href").split("#")[1]
+    browser.execute_script("arguments[0].click()", row)
+    assert wait_for_viewer(browser) == "ok"
+    assert browser.execute_script("return document.body.dataset.pair") == target
+    assert len(browser.find_elements("css selector", "#list li")) == 2 * len(METHODS)
+    browser.save_screenshot(str(artifacts / "viewer-evaluate.png"))
 
 
 def test_external_method_with_flows_and_landmarks(run, tmp_path):
@@ -155,6 +167,11 @@ def test_external_method_with_flows_and_landmarks(run, tmp_path):
     assert all(r["TRE"] > 0.5 for r in ident)  # identity: TRE = |GT| at the landmarks
     assert sum(r["NCC"] for r in oracle) > sum(r["NCC"] for r in ident)
     assert "weights" in (tmp_path / "report" / "summary.md").read_text()
+    # fused images only (no field): the report and its viewer still work
+    evaluate(EvalConfig(out_dir=tmp_path / "fused-only", pair="ct", seed=0, testset=testset,
+                        image_size=64, limit=2, methods=("none",), fused_dir=fused_dir,
+                        name="oracle"))
+    assert '"flow"' not in (tmp_path / "fused-only" / "view" / "data.js").read_text()
 
 
 def test_tre_and_inverse_consistency_values():

@@ -33,6 +33,7 @@ LAYERS = (
     "samples",
     "viz",
     "infer",       # what users run
+    "viewer",      # the interactive page of outputs
     "train",
     "evaluation",
     "cli",         # imported by none (but __main__)
@@ -47,6 +48,7 @@ ROOT_IMPORTERS = {"cli", "__main__"}
 INNER = {
     "infer": ("result", "procedure", "fast", "prealign", "volume", "outputs", "fuser", "demo"),
     "evaluation": ("testset", "baselines", "methods", "scoring", "report", "run"),
+    "viewer": ("page", "collect", "serve"),
 }
 
 FILES = sorted(p for p in SRC.rglob("*.py"))

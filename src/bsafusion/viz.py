@@ -21,10 +21,12 @@ from PIL import Image, ImageDraw
 
 from bsafusion.io.atomic import atomic_write
 
-__all__ = ["checkerboard", "flow_grid", "make_panel", "save_panel"]
+__all__ = ["HEAT_COLOURS", "checkerboard", "flow_grid", "flow_heat", "make_panel", "save_panel"]
 
-# A dark-to-bright colour map (black, purple, orange, yellow) for flow magnitudes.
-_HEAT = np.array([[0, 0, 4], [120, 28, 109], [237, 105, 37], [252, 255, 164]], dtype=np.float64)
+# A dark-to-bright colour map (black, purple, orange, yellow) for flow magnitudes, evenly
+# spaced from 0 to the top of the scale.
+HEAT_COLOURS = np.array([[0, 0, 4], [120, 28, 109], [237, 105, 37], [252, 255, 164]],
+                        dtype=np.float64)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -63,14 +65,23 @@ def flow_grid(flow: np.ndarray, background: np.ndarray | None = None, *, step: i
     return np.asarray(canvas)
 
 
-def _heat(flow: np.ndarray) -> tuple[np.ndarray, float]:
+def flow_heat(flow: np.ndarray, top: float | None = None) -> tuple[np.ndarray, float]:
+    """Colour |flow| with :data:`HEAT_COLOURS` from 0 to ``top`` px.
+
+    Args:
+        flow: (2, ...) px, channel 0 = x (columns), 1 = y (rows).
+        top: the top of the colour scale in px (default: the peak of |flow|, at least 1 px,
+            so that a field under a pixel stays dark).
+    Returns:
+        (RGB uint8 of shape flow.shape[1:] + (3,), the peak of |flow| in px).
+    """
     mag = np.hypot(flow[0], flow[1])
     peak = float(mag.max())
-    t = mag / max(peak, 1.0)  # under 1 px stays dark
-    pos = t * (len(_HEAT) - 1)
-    lo = np.clip(np.floor(pos).astype(int), 0, len(_HEAT) - 2)
+    t = np.clip(mag / (top if top is not None else max(peak, 1.0)), 0.0, 1.0)
+    pos = t * (len(HEAT_COLOURS) - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, len(HEAT_COLOURS) - 2)
     frac = (pos - lo)[..., None]
-    rgb = _HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac
+    rgb = HEAT_COLOURS[lo] * (1 - frac) + HEAT_COLOURS[lo + 1] * frac
     return np.round(rgb).astype(np.uint8), peak
 
 
@@ -88,7 +99,7 @@ def make_panel(fixed: np.ndarray, moving: np.ndarray, aligned: np.ndarray,
     ``moving`` must already be on the fixed grid; ``fused`` None (registration only) leaves
     its tile empty. Each tile is scaled so its longer side is ``tile`` pixels.
     """
-    heat, peak = _heat(flow)
+    heat, peak = flow_heat(flow)
     tiles = [
         ("fixed", _rgb(fixed)), ("moving", _rgb(moving)), ("aligned", _rgb(aligned)),
         ("fused", _rgb(fused) if fused is not None else np.zeros_like(_rgb(fixed))),

@@ -14,13 +14,24 @@ import sys
 from collections.abc import Sequence
 
 from bsafusion import __version__
-from bsafusion.cli import convert, evaluate, export, fuse, make_split, make_testset, register, train
+from bsafusion.cli import (
+    convert,
+    evaluate,
+    export,
+    fuse,
+    make_split,
+    make_testset,
+    register,
+    train,
+    view,
+)
 from bsafusion.errors import BsafusionError
 
 __all__ = ["build_parser", "flag_for", "main"]
 
 # Each module offers ``add_parser(subparsers)`` that sets ``handler`` on its parser.
-COMMANDS = (fuse, register, convert, make_split, make_testset, train, export, evaluate)
+COMMANDS = (fuse, register, convert, make_split, make_testset, train, export, evaluate,
+            view)
 
 
 def build_parser() -> argparse.ArgumentParser:

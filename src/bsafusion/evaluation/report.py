@@ -1,7 +1,10 @@
-"""The evaluation report: ``metrics.csv``, ``summary.md``, best / worst panels, ``index.html``.
+"""The evaluation report: ``metrics.csv``, ``summary.md``, best / worst panels, ``index.html``
+and ``view/``, the interactive viewer of every pair and method (:mod:`bsafusion.viewer`).
 
 Tables give mean ± std over the pairs per method, the best mean of each column in bold
-(direction-aware: lower is better for errors, MSE, folding, Qcv and time).
+(direction-aware: lower is better for errors, MSE, folding, Qcv and time). The page opens with
+a one-line verdict (:func:`verdict`), and each row of a panel links to the viewer of that pair
+and method.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from bsafusion.infer.procedure import luma_to_rgb
 from bsafusion.infer.result import FusionResult
 from bsafusion.io.atomic import atomic_write
 from bsafusion.metrics.fusion import HIGHER_IS_BETTER
+from bsafusion.viewer import PairImages, build_view, pair_id
 
-__all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "write_report"]
+__all__ = ["TABLES", "display_images", "machine_label", "summary_tables", "verdict",
+           "write_report"]
 
 # (column key, header, higher is better, format)
 _REG = [("NCC", "NCC", True, ".3f"), ("MSE", "MSE", False, ".4f"),
@@ -132,7 +137,8 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 
 def display_images(ts: Testset, i: int, out: FusionResult[torch.Tensor]
                    ) -> dict[str, np.ndarray]:
-    """uint8 tiles of one method's result on pair ``i``: aligned, |aligned - label| ×4, fused."""
+    """uint8 tiles of one method's result on pair ``i``: aligned, |aligned - label| ×4, fused;
+    and ``flow``, its field (2, H, W) px as float16 (for the viewer; None if it has none)."""
     grey = out.aligned_grey
     finite = bool(torch.isfinite(grey).all())
     grey = grey if finite else torch.zeros_like(out.fused_grey)
@@ -140,20 +146,28 @@ def display_images(ts: Testset, i: int, out: FusionResult[torch.Tensor]
     aligned = out.aligned if finite and out.aligned.shape[1] == 3 else grey
     if ts.chroma is not None and aligned.shape[1] == 1:  # colour pairs: show it in colour too
         aligned = luma_to_rgb(aligned, ts.chroma[i:i + 1], out.flow)
-    return {"aligned": _u8(aligned), "diff": _u8(diff), "fused": _u8(out.fused)}
+    flow = None if out.flow is None else out.flow[0].float().cpu().numpy().astype(np.float16)
+    return {"aligned": _u8(aligned), "diff": _u8(diff), "fused": _u8(out.fused), "flow": flow}
 
 
-def _panel(ts, i: int, methods, shown, tile: int = 160) -> Image.Image:
+PANEL_TILE, PANEL_LEFT, PANEL_TOP = 160, 110, 20  # panel geometry (px), for the row links
+
+
+def _moving_u8(ts, i: int) -> np.ndarray:
+    moving = ts.moving[i:i + 1]
+    if ts.chroma is not None:
+        moving = luma_to_rgb(moving, ts.chroma[i:i + 1])
+    return _u8(moving)
+
+
+def _panel(ts, i: int, methods, shown, tile: int = PANEL_TILE) -> Image.Image:
     cols = ("MRI (fixed)", "moving (deformed)", "aligned", "|aligned - label| x4", "fused")
-    left, top = 110, 20
+    left, top = PANEL_LEFT, PANEL_TOP
     img = Image.new("RGB", (left + tile * len(cols), top + tile * len(methods)), "white")
     draw = ImageDraw.Draw(img)
     for c, title in enumerate(cols):
         draw.text((left + c * tile + 4, 4), title, fill="black")
-    moving = ts.moving[i:i + 1]
-    if ts.chroma is not None:
-        moving = luma_to_rgb(moving, ts.chroma[i:i + 1])
-    fixed, moving = _u8(ts.fixed[i:i + 1]), _u8(moving)
+    fixed, moving = _u8(ts.fixed[i:i + 1]), _moving_u8(ts, i)
     for r, method in enumerate(methods):
         draw.text((4, top + r * tile + tile // 2 - 6), method, fill="black")
         tiles = (fixed, moving, *(shown[(i, method)][k] for k in ("aligned", "diff", "fused")))
@@ -161,6 +175,59 @@ def _panel(ts, i: int, methods, shown, tile: int = 160) -> Image.Image:
             im = Image.fromarray(arr).convert("RGB").resize((tile, tile), Image.BILINEAR)
             img.paste(im, (left + c * tile, top + r * tile))
     return img
+
+
+def _weights_words(weights_label: str) -> str:
+    label = weights_label.lower()
+    if "untrained" in label:
+        return "the network is UNTRAINED (random weights)"
+    if "interim" in label:
+        return "the network's weights are interim (a short run, not the published schedule)"
+    if label.startswith("none"):
+        return "no network was run"
+    return f"the network's weights: {weights_label}"
+
+
+def verdict(rows: list[dict], methods: tuple[str, ...], weights_label: str) -> str:
+    """One line: which method registers best (by mean end-point error, else mean NCC), by how
+    much against no registration (the ``identity-*`` methods) and the next method, and what
+    the network's weights are."""
+    key, lower = ("EPE", True) if any("EPE" in r for r in rows) else ("NCC", False)
+    fmt, unit = (".2f", " px") if key == "EPE" else (".3f", "")
+    what = "mean end-point error" if key == "EPE" else "mean NCC"
+    means = {m: _stats(rows, m, key)[0] for m in methods}
+    means = {m: v for m, v in means.items() if math.isfinite(v)}
+    base = next((v for m, v in means.items() if m.startswith("identity-")), None)
+    ranked = sorted(((v, m) for m, v in means.items() if not m.startswith("identity-")),
+                    reverse=not lower)
+    if not ranked:
+        return f"Verdict: no registration method was run; {_weights_words(weights_label)}."
+    (best_v, best), rest = ranked[0], ranked[1:]
+    next_text = f"; next: {rest[0][1]}, {rest[0][0]:{fmt}}{unit}" if rest else ""
+    if base is None:
+        text = f"{best} registers best ({what} {best_v:{fmt}}{unit}{next_text})"
+    else:
+        gain = base - best_v if lower else best_v - base
+        if gain < (max(0.05, 0.01 * abs(base)) if key == "EPE" else 0.005):
+            text = (f"no method registers measurably better than no registration (best: "
+                    f"{best}, {what} {best_v:{fmt}}{unit} vs {base:{fmt}}{unit} without"
+                    f"{next_text})")
+        else:
+            text = (f"{best} registers best: {what} {best_v:{fmt}}{unit}, {gain:{fmt}}{unit} "
+                    f"({100 * gain / abs(base):.0f}%) {'below' if lower else 'above'} no "
+                    f"registration ({base:{fmt}}{unit}){next_text}")
+    return f"Verdict: {text}; {_weights_words(weights_label)}."
+
+
+def _view_pairs(ts, methods: tuple[str, ...], shown: dict):
+    """Every pair and method as the viewer's :class:`PairImages` (one at a time)."""
+    for i, stem in enumerate(ts.names):
+        fixed, moving = _u8(ts.fixed[i:i + 1])[None], _moving_u8(ts, i)[None]
+        for method in methods:
+            tiles = shown[(i, method)]
+            flow = None if tiles["flow"] is None else tiles["flow"][None].astype(np.float32)
+            yield PairImages(stem, fixed, moving, tiles["aligned"][None], tiles["fused"][None],
+                             flow, group=method)
 
 
 def _best_worst(rows: list[dict], methods: tuple[str, ...], names) -> tuple[str, str, str, str]:
@@ -197,31 +264,58 @@ def write_report(cfg, ts, rows: list[dict], methods: tuple[str, ...], shown: dic
         img = _panel(ts, ts.names.index(stem), methods, shown)
         atomic_write(path, lambda tmp, im=img: im.save(tmp, format="PNG"))
         files[path.name] = path
-        panels.append((f"{tag} pair by {primary} {key}: {stem}", path.name))
+        panels.append((f"{tag} pair by {primary} {key}: {stem}", path.name, stem))
 
-    md = [f"# Evaluation: {cfg.pair.upper()}-MRI, {cfg.split} split", ""]
+    line = verdict(rows, methods, weights_label)
+    title = f"bsafusion evaluation: {cfg.pair.upper()}-MRI, {cfg.split} split"
+    files["view/index.html"] = build_view(_view_pairs(ts, methods, shown), out / "view",
+                                          title=title, notes=(line,))
+    md = [f"# Evaluation: {cfg.pair.upper()}-MRI, {cfg.split} split", "", line, ""]
     md += [f"- **{k}**: {v}" for k, v in header] + [""]
     for title, head, body in tables:
         md += [f"## {title}", "", _markdown_table(head, body), ""]
-    md += ["## Panels", ""] + [f"- {cap}: `{name}`" for cap, name in panels] + [""]
+    md += ["## Panels", ""] + [f"- {cap}: `{name}`" for cap, name, _ in panels] + [""]
     text = "\n".join(md)
     atomic_write(files["summary.md"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    page = _html(cfg, header, tables, panels)
+    page = _html(cfg, header, tables, panels, methods, line)
     atomic_write(files["index.html"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return files
 
 
-def _html(cfg, header, tables, panels) -> str:
+def _panel_html(cap: str, name: str, stem: str, methods: tuple[str, ...]) -> list[str]:
+    """A panel whose rows link to the viewer of that pair and method (and the same links as
+    text under it)."""
+    e = html.escape
+    height = PANEL_TOP + PANEL_TILE * len(methods)
+    links, areas = [], []
+    for r, method in enumerate(methods):
+        href = e(f"view/index.html#{pair_id(stem, method)}")
+        top = 100 * (PANEL_TOP + r * PANEL_TILE) / height
+        areas.append(f'<a class="row" href="{href}" style="top:{top:.3f}%;height:'
+                     f'{100 * PANEL_TILE / height:.3f}%" title="{e(stem)} · {e(method)} in the '
+                     f'viewer" aria-label="{e(stem)} {e(method)} in the viewer"></a>')
+        links.append(f'<a href="{href}">{e(method)}</a>')
+    return ["<figure>", '<div class="rows">', f'<img src="{e(name)}" alt="{e(cap)}">', *areas,
+            "</div>", f"<figcaption>{e(cap)}; open a row in the viewer: "
+            f"{' · '.join(links)}</figcaption>", "</figure>"]
+
+
+def _html(cfg, header, tables, panels, methods: tuple[str, ...], line: str) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>bsafusion evaluation: {e(cfg.pair.upper())}-MRI {e(cfg.split)}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
         "margin-bottom:1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}dt{font-weight:bold}"
-        "</style>",
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block}"
+        "dt{font-weight:bold}.verdict{font-size:1.1em;background:#eef4fb;padding:.5em}"
+        ".rows{position:relative;display:inline-block}.row{position:absolute;left:0;right:0}"
+        ".row:hover{outline:2px solid #2a6ebb}</style>",
         "</head>", "<body>",
-        f"<h1>Evaluation: {e(cfg.pair.upper())}-MRI, {e(cfg.split)} split</h1>", "<dl>",
+        f"<h1>Evaluation: {e(cfg.pair.upper())}-MRI, {e(cfg.split)} split</h1>",
+        f'<p class="verdict">{e(line)}</p>',
+        '<p>Every pair and method in the <a href="view/index.html">interactive viewer</a> '
+        "(overlay, checkerboard, the field).</p>", "<dl>",
     ]
     for k, v in header:
         parts.append(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>")
@@ -235,9 +329,8 @@ def _html(cfg, header, tables, panels) -> str:
             parts.append(f"<tr>{cells}</tr>")
         parts += ["</tbody>", "</table>"]
     parts.append("<h2>Panels</h2>")
-    for cap, name in panels:
-        parts += ["<figure>", f'<img src="{e(name)}" alt="{e(cap)}">',
-                  f"<figcaption>{e(cap)}</figcaption>", "</figure>"]
+    for cap, name, stem in panels:
+        parts += _panel_html(cap, name, stem, methods)
     parts += ['<p>Per-pair values: <a href="metrics.csv">metrics.csv</a>; this summary as '
               '<a href="summary.md">Markdown</a>.</p>', "</body>", "</html>", ""]
     return "\n".join(parts)

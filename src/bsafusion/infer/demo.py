@@ -59,4 +59,5 @@ def run_demo(run: Callable[[np.ndarray, np.ndarray], FusionResult[np.ndarray]], 
     result = run(fixed.array, moving.array)
     return write_result(out_dir, stem, result, fixed=fixed.array, moving=moving.array,
                         fixed_meta=fixed.meta, moving_meta=moving.meta, fmt="png",
-                        panel=panel and not register_only, overwrite=overwrite)
+                        panel=panel and not register_only, overwrite=overwrite,
+                        inputs={"demo": pair})

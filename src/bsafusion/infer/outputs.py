@@ -7,6 +7,9 @@ Layout under ``OUT`` (the same for single pairs and batches)::
     flow/<stem>.npy       float32 (2, H, W) px, channel 0 = x (columns); samples the moving
                           image: aligned(p) = moving(p + flow(p)). Volumes: (2, X, Y, Z).
     panel/<stem>.png      the overview of :func:`bsafusion.viz.make_panel` (unless disabled)
+    inputs/<stem>.json    where the inputs are, for ``bsafusion view``: ``{"fixed": path,
+                          "moving": path}`` (absolute; ``"axis"`` for volumes), or
+                          ``{"demo": pair}`` for the demo pair (see :func:`read_inputs`)
 
 The computation is a function of the two loaded files (:data:`ImageFunction`, e.g.
 :meth:`bsafusion.Fuser.image_runner`); this module only reads, checks and writes.
@@ -19,6 +22,7 @@ name and renamed, so a failure never leaves a half-written output.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -36,7 +40,8 @@ from bsafusion.io.image import IMAGE_SUFFIXES, ImageData, file_stem, load_image,
 from bsafusion.viz import save_panel
 
 __all__ = ["FORMATS", "BatchSummary", "ImageFunction", "check_outputs_free", "fuse_files",
-           "fuse_folder", "match_pairs", "prepare_out_dir", "write_result"]
+           "fuse_folder", "match_pairs", "moving_on_fixed_grid", "prepare_out_dir",
+           "read_inputs", "write_result"]
 
 # (fixed file, moving file) -> result in the fixed frame
 ImageFunction = Callable[[ImageData, ImageData], FusionResult[np.ndarray]]
@@ -71,6 +76,7 @@ def _targets(out: Path, stem: str, ext: str, *, fused: bool, panel: bool) -> dic
     targets = {"fused": out / "fused" / f"{stem}{ext}"} if fused else {}
     targets["aligned"] = out / "aligned" / f"{stem}{ext}"
     targets["flow"] = out / "flow" / f"{stem}.npy"
+    targets["inputs"] = out / "inputs" / f"{stem}.json"
     if panel:
         targets["panel"] = out / "panel" / f"{stem}.png"
     return targets
@@ -103,7 +109,7 @@ def write_result(out_dir: str | os.PathLike, stem: str, result: FusionResult[np.
                  fixed: np.ndarray | None = None,
                  moving: np.ndarray | None = None, fixed_meta: dict | None = None,
                  moving_meta: dict | None = None, fmt: str = "png", panel: bool = True,
-                 overwrite: bool = False) -> list[Path]:
+                 overwrite: bool = False, inputs: dict | None = None) -> list[Path]:
     """Write a :class:`~bsafusion.infer.result.FusionResult` (numpy, 2-D or volume).
 
     Args:
@@ -114,6 +120,7 @@ def write_result(out_dir: str | os.PathLike, stem: str, result: FusionResult[np.
         fixed_meta, moving_meta: :class:`~bsafusion.io.ImageData` metadata (bit depth,
             value range, NIfTI affine/header) to write outputs like the inputs.
         fmt: ``png``, ``tif`` or ``nii``.
+        inputs: what ``inputs/<stem>.json`` records (default: the ``path`` of each meta).
     Returns:
         The paths written.
     """
@@ -133,6 +140,12 @@ def write_result(out_dir: str | os.PathLike, stem: str, result: FusionResult[np.
     write_image(targets["aligned"], result.aligned, bits=moving_meta.get("bits", 8),
                 meta=aligned_meta)
     atomic_write(targets["flow"], lambda tmp: np.save(tmp, flow))
+    record = inputs or {k: str(Path(m["path"]).resolve()) for k, m in
+                        (("fixed", fixed_meta), ("moving", moving_meta)) if m.get("path")}
+    if flow.ndim == 4:
+        record["axis"] = int((result.meta or {}).get("axis", 2))
+    text = json.dumps(record, indent=1)
+    atomic_write(targets["inputs"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     if "panel" in targets:
         _write_panel(targets["panel"], fixed, moving, result)
     return list(targets.values())
@@ -147,12 +160,29 @@ def _write_panel(path: Path, fixed: np.ndarray, moving: np.ndarray,
         fixed, moving, aligned = (np.take(v, k, axis=axis) for v in (fixed, moving, aligned))
         fused = np.take(fused, k, axis=axis) if fused is not None else None
         flow = np.take(flow, k, axis=axis + 1)
-    if moving.shape[:2] != fixed.shape[:2]:  # display only: put it on the fixed grid
-        img = Image.fromarray(np.asarray(moving, np.float32) if moving.ndim == 2 else
-                              np.round(np.clip(moving, 0, 1) * 255).astype(np.uint8))
-        moving = np.asarray(img.resize(fixed.shape[::-1][-2:], Image.BILINEAR), np.float32)
-        moving = moving / 255.0 if moving.ndim == 3 else moving
-    save_panel(path, fixed, moving, aligned, fused, flow)
+    save_panel(path, fixed, moving_on_fixed_grid(moving, fixed.shape[:2]), aligned, fused, flow)
+
+
+def moving_on_fixed_grid(moving: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """For display only: a 2-D moving image ((h, w) or (h, w, 3) in [0, 1]) resized
+    (bilinear) to the fixed image's (H, W) when its size differs; else returned as is."""
+    if moving.shape[:2] == tuple(shape):
+        return moving
+    img = Image.fromarray(np.asarray(moving, np.float32) if moving.ndim == 2 else
+                          np.round(np.clip(moving, 0, 1) * 255).astype(np.uint8))
+    resized = np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), np.float32)
+    return resized / 255.0 if resized.ndim == 3 else resized
+
+
+def read_inputs(out_dir: str | os.PathLike, stem: str) -> dict:
+    """``inputs/<stem>.json`` of an output folder ({} when absent or unreadable: outputs
+    written before it existed, or by other tools)."""
+    path = Path(out_dir) / "inputs" / f"{stem}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def fuse_files(run: ImageFunction, fixed: str | os.PathLike, moving: str | os.PathLike,
