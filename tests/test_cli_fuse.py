@@ -188,6 +188,35 @@ def test_help(command, capsys):
     assert "usage: bsafusion" in capsys.readouterr().out
 
 
+def test_every_command_shares_the_conventions():
+    """Help and its default for every option, -v, -o/--out, --pair and --device alike."""
+    import argparse
+
+    from bsafusion.cli import build_parser
+    from bsafusion.cli.common import pair_name
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        formatter = p._get_formatter()
+        for action in p._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.dest)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in formatter._get_help_string(action), (name, action.dest)
+        opts = p._option_string_actions
+        assert "-v" in opts and (name == "make-split" or {"-o", "--out"} <= set(opts)), name
+        if "--pair" in opts:
+            assert opts["--pair"].type is pair_name, name
+        if "--device" in opts:
+            assert opts["--device"].default == ("cpu" if name == "make-testset" else "auto")
+    assert {"--device"} <= set(sub.choices["evaluate"]._option_string_actions)
+    args = parser.parse_args(["evaluate", "--methods", "identity-avg,identity-max", "bsafusion",
+                              "-o", "x", "--pair", "CT-MRI"])
+    assert args.methods == [["identity-avg", "identity-max"], ["bsafusion"]] and args.pair == "ct"
+
+
 def test_float_tiff_in_float_tiff_out(tmp_path, weights):
     """--format tif keeps 32-bit float inputs as float32 TIFFs; aligned in the moving's units."""
     for name, seed, scale in (("mri", 0, 1.0), ("ct", 1, 3000.0)):

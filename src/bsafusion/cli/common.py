@@ -13,8 +13,8 @@ from bsafusion.pairs import canonical_pair, pair_names
 
 __all__ = ["DEVICE_HELP", "Parser", "Progress", "UsageError", "add_device_argument",
            "add_out_argument", "add_output_file_argument", "add_pair_argument", "comma_list",
-           "multiple_of_16", "output_file", "pair_name", "resolve_device", "setup_logging",
-           "work_size"]
+           "multiple_of_16", "output_file", "pair_name", "positive_int", "resolve_device",
+           "setup_logging", "work_size"]
 
 
 class UsageError(Exception):
@@ -85,6 +85,17 @@ def multiple_of_16(text: str) -> int:
                                          "of 16") from None
     if value < 16 or value % 16:
         raise argparse.ArgumentTypeError(f"must be a positive multiple of 16, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1 (a count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 

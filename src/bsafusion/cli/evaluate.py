@@ -11,6 +11,7 @@ from bsafusion.cli.common import (
     add_pair_argument,
     comma_list,
     multiple_of_16,
+    positive_int,
     resolve_device,
 )
 
@@ -43,15 +44,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "$BSAFUSION_DATA, .cache/aanlib or ../shared/data/aanlib)")
     p.add_argument("--image-size", type=multiple_of_16, help="resize the test set to this "
                    "square size, a multiple of 16 (default: the data's size)")
-    p.add_argument("--limit", type=int, help="score only the first N pairs (default: all)")
+    p.add_argument("--limit", type=positive_int, help="score only the first N pairs (default: all)")
     p.add_argument("--fused-dir", help="fused images of another method (<stem>.png)")
     p.add_argument("--aligned-dir", help="its aligned moving images (<stem>.png)")
     p.add_argument("--flow-dir", help="its fields (<stem>.npy, 2xHxW px, channel 0 = x)")
     p.add_argument("--name", help="row name of that method (default: the folder name)")
     p.add_argument("--landmarks", help="CSV pair,fixed_x,fixed_y,moving_x,moving_y -> TRE")
-    p.add_argument("--elastix-iterations", type=int, default=256,
+    p.add_argument("--elastix-iterations", type=positive_int, default=256,
                    help="elastix iterations per resolution")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (1: on a shared or busy CPU one thread per process is "
                    "several times faster than oversubscribed ones; the report records it)")
     add_device_argument(p)

@@ -164,6 +164,8 @@ def check_weights(args: argparse.Namespace, pair: str):
     from bsafusion.errors import WeightsError
     from bsafusion.weights import available_weights, bundled_name, check_weights_pair, weights_info
 
+    if args.weights is not None and not args.weights.strip():
+        raise WeightsError("weights", "is empty; give a weights file")
     name = args.weights or (bundled_name(pair) if bundled_name(pair) in available_weights()
                             else None)
     if name is None:

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bsafusion.config import DeformConfig, ModelConfig, TrainConfig
     from bsafusion.data.pairs import default_data_dir, resolve_pair_dir
+    from bsafusion.errors import BsafusionError, ConfigError
     from bsafusion.io.atomic import check_out_dir
     from bsafusion.train import train
 
@@ -83,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
     model = ModelConfig()
     if args.model_config:  # a partial JSON object: the other fields keep their defaults
         text = args.model_config
-        model = ModelConfig.from_json(Path(text).read_text() if Path(text).is_file() else text)
+        try:
+            model = ModelConfig.from_json(Path(text).read_text() if Path(text).is_file()
+                                          else text)
+        except BsafusionError as exc:  # name the flag, not the field
+            raise ConfigError("model_config", f"{exc.where}: {exc.problem}") from None
     config = TrainConfig(
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,

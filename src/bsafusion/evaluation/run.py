@@ -96,6 +96,8 @@ def ensure_testset(cfg: EvalConfig) -> Path:
     import json
 
     root = cfg.testset or default_testset_dir(cfg)
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "is a file, not a test set folder")
     meta_path = root / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())

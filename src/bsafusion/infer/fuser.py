@@ -297,9 +297,12 @@ def check_images(fixed: ImageData, moving: ImageData, *,
     """
     if work_size is not None and (work_size < 16 or work_size % 16):
         raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")
-    if fixed.is_volume:  # constant slices are fine in a volume: only its slices' memory
-        shape = [n for i, n in enumerate(fixed.array.shape) if i != axis % 3]
-        check_memory(1, 1, *shape, where="moving", work_size=work_size, device=device)
+    if fixed.is_volume:  # constant slices are fine in a volume: its slices' size and memory
+        h, w = [n for i, n in enumerate(fixed.array.shape) if i != axis % 3]
+        if min(h, w) < MIN_SIDE:
+            raise InputError("fixed", f"slices along axis {axis} are {w}x{h}, too small (at "
+                                      f"least {MIN_SIDE}x{MIN_SIDE})")
+        check_memory(1, 1, h, w, where="moving", work_size=work_size, device=device)
         return
     f = _as_batch(fixed.array, "fixed", "cpu")
     if f.tensor.shape[1] != 1:

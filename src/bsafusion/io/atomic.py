@@ -27,6 +27,8 @@ def _umask() -> int:
 
 def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
     """Raise :class:`InputError` naming ``path`` if it exists and ``overwrite`` is False."""
+    if Path(path).is_dir():
+        raise InputError(path, "is a folder; give a file name")
     if not overwrite and Path(path).exists():
         raise InputError(path, "exists (pass --overwrite to replace it)")
 
