@@ -185,7 +185,7 @@ CASES = [
     Case("weights is a directory", lambda c: c.fuse("--weights", c.tmp), where=None,
          problem="is a directory, not a weights file"),
     Case("text file as .pt weights", lambda c: c.fuse("--weights", c.file("w.pt", "hello\n")),
-         where="w.pt", problem="is not a PyTorch checkpoint"),
+         where="w.pt", problem="not a PyTorch file"),
     Case("no bundled weights", lambda c: c.fuse("--pair", "pet"), where="pet",
          problem="no trained weights are bundled"),
     # ---- outputs (failures 5 and 6: a full disk; --skip-existing; existing outputs)
@@ -287,7 +287,7 @@ CASES = [
     Case("convert a missing checkpoint", lambda c: ["convert", c.tmp / "r.pt", c.out],
          where="r.pt", problem="no such file"),
     Case("convert a text file", lambda c: ["convert", c.file("r.pt", "text"), c.tmp / "o.st"],
-         where="r.pt", problem="is not a PyTorch checkpoint"),
+         where="r.pt", problem="not a PyTorch file"),
     Case("convert without an output", lambda c: ["convert", c.file("r.pt", "text")],
          where="--out", problem="give the output file once"),
     Case("export to a folder", lambda c: ["export", c.tmp / "run", c.tmp], where=None,

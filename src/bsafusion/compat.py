@@ -160,8 +160,8 @@ def load_release_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, Tens
     with open(path, "rb") as fh:
         head = fh.read(2)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch's zip nor a pickle
-        raise WeightsError(path, "is not a PyTorch checkpoint (neither a zip archive nor a "
-                                 "pickle)")
+        raise WeightsError(path, "not a loadable release checkpoint (not a PyTorch file: "
+                                 "neither a zip archive nor a pickle)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"

@@ -256,7 +256,7 @@ def check_memory(batch: int, channels: int, height: int, width: int, *, where: o
     native = batch * height * width * (BYTES_PER_PIXEL + 16 * channels)
     wh, ww = work_shape(height, width, work_size)
     work = batch * wh * ww * WORK_BYTES_PER_PIXEL
-    avail = available_memory(device)
+    avail = available_memory(device) if device is not None else available_memory()
     if avail is None or native + work <= 0.8 * avail:
         return
     need, have = (native + work) / 2**30, avail / 2**30
