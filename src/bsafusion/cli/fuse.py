@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     mode = _mode(args)
     device = resolve_device(args.device)
     weights = check_weights(args, args.pair)
+    if args.prealign:  # its optional dependency, before anything is read
+        from bsafusion.infer.prealign import require_simpleitk
+
+        require_simpleitk()
     opts = {"register_only": args.register_only, "overwrite": args.overwrite,
             "panel": not args.no_panel}
     verb = "registered" if args.register_only else "fused"
