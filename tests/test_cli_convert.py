@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from bsafusion import BSAFusion
+from bsafusion.weights import weights_info
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -23,6 +25,10 @@ def test_convert_writes_weights_that_reproduce_the_release(tmp_path, reference_c
     assert proc.returncode == 0, proc.stderr
     assert "9,764,854 parameters" in proc.stdout
     assert out.is_file() and (tmp_path / "release.safetensors.sha256").is_file()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # 0644 as usual, not safetensors' 0600
+    assert weights_info(out).status == "release"
     model = BSAFusion.from_pretrained(out)
     assert model.config.is_release
     fixed = torch.from_numpy(reference_outputs["ct128__input_fixed"])

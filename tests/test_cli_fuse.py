@@ -1,10 +1,9 @@
-"""`bsafusion fuse` / `register` on real files: subprocess runs and the bad-input table.
+"""`bsafusion fuse` / `register` on real files: subprocess runs and edge cases.
 
-The main paths run ``python -m bsafusion`` as a subprocess. The bad-input table (one case per
-row) calls the same entry point, ``bsafusion.cli.main``, in-process to keep the suite fast;
-each row checks the exit code, that stderr is one line naming the file and the problem,
-and that nothing (half-)written is left in the output folder. Weights are those of an
-untrained network (no trained weights exist yet); small working sizes keep the runs fast.
+The main paths run ``python -m bsafusion`` as a subprocess; the rest call the same entry
+point, ``bsafusion.cli.main``, in-process. The table of bad inputs is
+``tests/test_bad_inputs.py``. Weights are those of an untrained network; small working
+sizes keep the runs fast.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from bsafusion import BSAFusion
 from bsafusion.cli import main
 from bsafusion.errors import InputError
 from bsafusion.samples import sample_pairs
-
-from .io.test_image_io import _huge_png_header
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,8 +72,8 @@ def test_demo_writes_the_four_outputs(tmp_path):
     flow = np.load(out / "flow" / "16010.npy")
     assert flow.shape == (2, 256, 256) and flow.dtype == np.float32
     assert Image.open(out / "panel" / "16010.png").size[0] >= 4 * 256
-    again = run_cli("fuse", "--demo", "--out", "demo_out", cwd=tmp_path)
-    assert again.returncode == 2 and "exists (pass --overwrite" in again.stderr
+    again = run_cli("fuse", "--demo", "--out", "demo_out", cwd=tmp_path)  # the README, twice
+    assert again.returncode == 0 and "holds the demo's outputs" in again.stdout
     # a pair without bundled weights: the demo says it runs an untrained network
     pet = run_cli("fuse", "--demo", "--pair", "pet", "--no-panel", "--out", "pet", cwd=tmp_path)
     assert pet.returncode == 0 and "untrained network" in pet.stderr
@@ -152,129 +149,11 @@ def test_nifti_volume_pair(tmp_path, weights):
     assert flow.shape == (2, 181, 217, 181) and not flow[:, :, :, :88].any()
 
 
-# --------------------------------------------------------------------------- bad input
+# --------------------------------------------------------------------------- edges
+# (the table of bad inputs lives in tests/test_bad_inputs.py)
 def _png(path, array):
     Image.fromarray(array).save(path)
     return path
-
-
-def _tif(path, array):
-    tifffile.imwrite(path, array)
-    return path
-
-
-def _case(name, tmp, good_f, good_m, weights):
-    """-> (argv, expected text in the error line, expected exit code)."""
-    rng = np.random.default_rng(0)
-    bad = tmp / "bad.png"
-    base = ["fuse", good_f, good_m, "--weights", weights, "--work-size", "32", "-o", tmp / "out"]
-
-    def with_moving(path):
-        return ["fuse", good_f, path, "--weights", weights, "--work-size", "32", "-o",
-                tmp / "out"]
-
-    if name == "missing file":
-        return with_moving(tmp / "nope.png"), "nope.png: no such file"
-    if name == "empty file":
-        bad.write_bytes(b"")
-        return with_moving(bad), "bad.png: is empty"
-    if name == "truncated png":
-        bad.write_bytes(good_m.read_bytes()[:400])
-        return with_moving(bad), "bad.png: is truncated or corrupt"
-    if name == "not an image":
-        bad.write_text("hello")
-        return with_moving(bad), "bad.png: is not an image"
-    if name == "1x1 image":
-        return with_moving(_png(bad, np.zeros((1, 1), np.uint8))), "too small (1x1"
-    if name == "2-channel image":
-        la = np.dstack([rng.integers(0, 255, (32, 32), dtype=np.uint8),
-                        rng.integers(0, 255, (32, 32), dtype=np.uint8)])
-        return with_moving(_png(bad, la)), "has 2 channels"
-    if name == "4-channel image":
-        return with_moving(_tif(tmp / "c4.tif", rng.random((32, 32, 4), np.float32))), \
-            "c4.tif: has 4 channels"
-    if name in ("nan in tiff", "inf in tiff"):
-        arr = rng.random((32, 32), np.float32)
-        arr[3, 4] = np.nan if name.startswith("nan") else np.inf
-        return with_moving(_tif(tmp / "x.tif", arr)), "x.tif: contains 1 NaN or infinite"
-    if name == "constant image":
-        return with_moving(_png(bad, np.full((64, 64), 7, np.uint8))), "bad.png: is constant"
-    if name == "huge image":
-        _huge_png_header(bad)
-        return with_moving(bad), "bad.png: is too large (1600 M pixels"
-    if name == "colour MRI":
-        rgb = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        return ["fuse", _png(bad, rgb), good_m, "--weights", weights, "-o", tmp / "out"], \
-            "bad.png: the MRI must be grey"
-    if name == "directory as input":
-        return with_moving(tmp), "is a directory"
-    if name == "unknown --pair":
-        return base + ["--pair", "xray"], "--pair: unknown modality pair 'xray'"
-    if name == "output is a file":
-        (tmp / "file").write_text("x")
-        return base[:-1] + [tmp / "file"], "file: is a file, not an output folder"
-    if name == "output under a file":
-        (tmp / "file").write_text("x")
-        return base[:-1] + [tmp / "file" / "out"], "cannot write the output folder"
-    if name == "corrupt weights":
-        (tmp / "w.safetensors").write_bytes(rng.bytes(1000))
-        return [*base[:3], "--weights", tmp / "w.safetensors", *base[5:]], \
-            "w.safetensors: not a readable safetensors file"
-    if name == "weights fail sha256":
-        (tmp / "w.safetensors").write_bytes(weights.read_bytes())
-        (tmp / "w.safetensors.sha256").write_text("0" * 64 + "  w.safetensors\n")
-        return [*base[:3], "--weights", tmp / "w.safetensors", *base[5:]], "sha256 mismatch"
-    if name == "missing weights":
-        return [*base[:3], "--weights", tmp / "none.safetensors", *base[5:]], \
-            "none.safetensors: no such file"
-    if name == "no bundled weights":
-        return [*base[:3], *base[5:], "--pair", "pet"], "pet: no trained weights are bundled"
-    if name == "truncated nifti":
-        nib = pytest.importorskip("nibabel")
-        nib.save(nib.Nifti1Image(np.ones((20, 20, 5), np.float32), np.eye(4)), tmp / "v.nii.gz")
-        (tmp / "v.nii.gz").write_bytes((tmp / "v.nii.gz").read_bytes()[:100])
-        return with_moving(tmp / "v.nii.gz"), "v.nii.gz: is not a readable NIfTI image"
-    if name == "only one image":
-        return ["fuse", good_f, "--weights", weights, "-o", tmp / "out"], \
-            "fuse: give both FIXED and MOVING"
-    if name == "batch without --moving-dir":
-        return ["register", "--fixed-dir", tmp, "-o", tmp / "out"], "--moving-dir: missing"
-    if name == "not dicom":
-        pytest.importorskip("pydicom")
-        (tmp / "x.dcm").write_bytes(b"garbage" * 50)
-        return with_moving(tmp / "x.dcm"), "x.dcm: is not a readable DICOM image"
-    raise AssertionError(name)
-
-
-BAD_CASES = [
-    "missing file", "empty file", "truncated png", "not an image", "1x1 image",
-    "2-channel image", "4-channel image", "nan in tiff", "inf in tiff", "constant image",
-    "huge image", "colour MRI", "directory as input", "unknown --pair", "output is a file",
-    "output under a file", "corrupt weights", "weights fail sha256", "missing weights",
-    "no bundled weights", "truncated nifti", "not dicom", "only one image",
-    "batch without --moving-dir",
-]
-
-
-@pytest.mark.parametrize("name", BAD_CASES)
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, weights, capsys, name):
-    s = sample_pairs("ct")[0]
-    argv, expected = _case(name, tmp_path, s.fixed, s.moving, weights)
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(err) == 1 and err[0].startswith("bsafusion: error: "), err
-    assert expected in err[0], err
-    out = tmp_path / "out"
-    assert not out.exists() or _files(out) == []
-    assert not list(tmp_path.rglob("*.partial*"))
-
-
-def test_unknown_pair_as_a_subprocess(tmp_path):
-    proc = run_cli("fuse", "a.png", "b.png", "--pair", "xray", "-o", "out", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("bsafusion: error: --pair: unknown modality pair 'xray' "
-                                   "(choose from ct, pet, spect)")
 
 
 def test_size_mismatch_and_opaque_alpha_warn_but_succeed(tmp_path, weights, capsys):
@@ -308,6 +187,35 @@ def test_help(command, capsys):
         main([*command, "--help"])
     assert info.value.code == 0
     assert "usage: bsafusion" in capsys.readouterr().out
+
+
+def test_every_command_shares_the_conventions():
+    """Help and its default for every option, -v, -o/--out, --pair and --device alike."""
+    import argparse
+
+    from bsafusion.cli import build_parser
+    from bsafusion.cli.common import pair_name
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        formatter = p._get_formatter()
+        for action in p._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.dest)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in formatter._get_help_string(action), (name, action.dest)
+        opts = p._option_string_actions
+        assert "-v" in opts and (name == "make-split" or {"-o", "--out"} <= set(opts)), name
+        if "--pair" in opts:
+            assert opts["--pair"].type is pair_name, name
+        if "--device" in opts:
+            assert opts["--device"].default == ("cpu" if name == "make-testset" else "auto")
+    assert {"--device"} <= set(sub.choices["evaluate"]._option_string_actions)
+    args = parser.parse_args(["evaluate", "--methods", "identity-avg,identity-max", "bsafusion",
+                              "-o", "x", "--pair", "CT-MRI"])
+    assert args.methods == [["identity-avg", "identity-max"], ["bsafusion"]] and args.pair == "ct"
 
 
 def test_float_tiff_in_float_tiff_out(tmp_path, weights):

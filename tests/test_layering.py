@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bsafusion"
 # Each top-level module or package may import only those listed above it.
 LAYERS = (
     "errors",      # stdlib only
+    "progress",    # stdlib only: k/N and ETA
     "assets",      # package data
     "pairs",       # the table of modality pairs
     "config",

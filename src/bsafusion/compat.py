@@ -157,12 +157,18 @@ def load_release_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, Tens
     path = Path(path)
     if not path.is_file():
         raise WeightsError(path, "no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch's zip nor a pickle
+        raise WeightsError(path, "not a loadable release checkpoint (not a PyTorch file: "
+                                 "neither a zip archive nor a pickle)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        first_line = (str(exc).strip().splitlines() or [""])[0]
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [""]
+        reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0])
         raise WeightsError(
-            path, f"not a loadable release checkpoint ({type(exc).__name__}: {first_line})"
+            path, f"not a loadable release checkpoint ({type(exc).__name__}: {reason[:200]})"
         ) from None
     if not isinstance(checkpoint, Mapping) or not all(s in checkpoint for s in RELEASE_SECTIONS):
         raise WeightsError(path, f"expected a dict with {', '.join(RELEASE_SECTIONS)}")

@@ -327,6 +327,12 @@ class TrainConfig:
         for name in ("epe_weight", "reg_first_epochs", "synth_fixed_epochs", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, "must be >= 0")
+        for name in ("time_budget_s", "stop_after", "max_train_pairs"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"must be > 0, got {value}")
+        if self.checkpoint_every < 0:
+            raise ConfigError("checkpoint_every", "must be >= 0")
         if not 0.0 <= self.synth_fixed_start <= 1.0:
             raise ConfigError("synth_fixed_start", "must be in [0, 1]")
         if self.fusion_target not in FUSION_TARGETS:

@@ -3,7 +3,9 @@ the CLI can print one line: ``bsafusion: error: <where>: <problem>``."""
 
 from __future__ import annotations
 
-__all__ = ["BsafusionError", "ConfigError", "InputError", "WeightsError"]
+import errno
+
+__all__ = ["BsafusionError", "ConfigError", "InputError", "OutputError", "WeightsError"]
 
 
 class BsafusionError(Exception):
@@ -25,3 +27,27 @@ class WeightsError(BsafusionError):
 
 class ConfigError(BsafusionError, ValueError):
     """A configuration value is invalid."""
+
+
+# errors after which no further output can be written (a batch stops)
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+class OutputError(BsafusionError):
+    """An output file could not be written (disk full, read-only, permission...).
+
+    Attributes:
+        fatal: no further output can be written either (no space left, read-only file
+            system): a batch stops instead of trying the next pair.
+    """
+
+    def __init__(self, where: object, problem: str, *, fatal: bool = False) -> None:
+        super().__init__(where, problem)
+        self.fatal = fatal
+
+    @classmethod
+    def from_os_error(cls, where: object, exc: OSError) -> OutputError:
+        """The :class:`OutputError` of an ``OSError`` raised while writing ``where``."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return cls(where, f"cannot be written: {reason[:1].lower()}{reason[1:]}",
+                   fatal=exc.errno in _FATAL_ERRNOS)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -22,18 +24,25 @@ from torch import Tensor
 from bsafusion.config import ModelConfig
 from bsafusion.errors import BsafusionError, WeightsError
 from bsafusion.io.atomic import atomic_write
-from bsafusion.pairs import find_pair
+from bsafusion.pairs import find_pair, get_pair
 
 __all__ = [
+    "RELEASE_SUFFIXES",
+    "WeightsInfo",
     "available_weights",
     "bundled_name",
+    "check_weights_pair",
     "load_weights",
+    "pair_in_name",
     "resolve_weights",
     "save_weights",
     "sha256_file",
+    "weights_info",
 ]
 
 FORMAT = "bsafusion/1"
+RELEASE_SUFFIXES = (".pt", ".pth", ".pkl")
+_NORM_WEIGHT = re.compile(r"norm\d?\.weight$")  # LayerNorm scales: exactly 1 until trained
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -70,6 +79,8 @@ def resolve_weights(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
         WeightsError: nothing of that name or path exists.
     """
     path = Path(name_or_path)
+    if path.is_dir():
+        raise WeightsError(path, "is a directory, not a weights file")
     if path.is_file():
         sidecar = path.with_name(path.name + ".sha256")
         expected = sidecar.read_text().split()[0] if sidecar.is_file() else None
@@ -141,3 +152,70 @@ def load_weights(name_or_path: str | os.PathLike, *, sha256: str | None = None
         raise WeightsError(path, f"bad stored config: {exc}") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     return state, config
+
+
+class WeightsInfo(NamedTuple):
+    """What a weights file says about itself (:func:`weights_info`)."""
+
+    path: Path
+    pair: str | None  # canonical pair name (``"ct"``), None when the file does not say
+    status: str  # "trained", "interim", "untrained", "release" or "unknown"
+    note: str  # why, for a warning ("" for trained weights)
+
+
+def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
+    """The pair and training status of a weights file, whatever its name, without loading it.
+
+    The pair comes from the file's metadata (``pair``; ``train_config`` in exports), or a
+    release checkpoint's name (``BSAFusion_CT.pkl``). The status comes from the manifest when
+    the file's sha256 is that of bundled weights (``interim``...), else the metadata's
+    ``status``, else the weights themselves: a network whose normalisation scales are all
+    still exactly 1 was never trained.
+
+    Raises:
+        WeightsError: the file is missing, fails its sha256 check or is not readable.
+    """
+    path, expected = resolve_weights(name_or_path)
+    if path.name.lower().endswith(RELEASE_SUFFIXES):
+        return WeightsInfo(path, pair_in_name(path), "release", "")
+    digest = sha256_file(path)
+    if expected is not None and digest != expected.lower():
+        raise WeightsError(path, "sha256 mismatch: the file is corrupt or not the expected one")
+    for entry in _manifest().values():
+        if entry.get("sha256") == digest:
+            found = find_pair(entry.get("pair", ""))
+            return WeightsInfo(path, found.name if found else None,
+                               entry.get("status", "trained"), entry.get("note", ""))
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            norms = [fh.get_tensor(k) for k in fh.keys() if _NORM_WEIGHT.search(k)]
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(path, f"not a readable safetensors file ({exc})") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise WeightsError(path, "not a bsafusion weights file (no bsafusion metadata)")
+    found = find_pair(meta.get("pair") or meta.get("train_config") or "")
+    pair = found.name if found else None
+    status = meta.get("status", "")
+    if not status and norms and all(bool((t == 1).all()) for t in norms):
+        return WeightsInfo(path, pair, "untrained", "untrained (randomly initialised): the "
+                           "outputs show the pipeline, not registration or fusion quality")
+    note = meta.get("note", "")
+    if status == "interim" and not note:
+        note = f"interim (epoch {meta.get('epoch', '?')} of {meta.get('num_epochs', '?')})"
+    return WeightsInfo(path, pair, status or "unknown", note)
+
+
+def pair_in_name(path: str | os.PathLike) -> str | None:
+    """The pair a file name mentions as a word (``BSAFusion_CT.pkl`` -> ``"ct"``), or None."""
+    tokens = re.split(r"[^a-z]+", Path(path).stem.lower())
+    return next((find_pair(t).name for t in tokens if find_pair(t)), None)
+
+
+def check_weights_pair(info: WeightsInfo, pair: str, where: object | None = None) -> None:
+    """Raise :class:`WeightsError` (naming ``where``, default the file) if the weights of
+    ``info`` are those of another modality pair than ``pair``."""
+    want = get_pair(pair).name
+    if info.pair is not None and info.pair != want:
+        raise WeightsError(where or info.path, f"holds {info.pair.upper()}-MRI weights, not "
+                                               f"{want.upper()}-MRI ones (pair {want!r})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,16 @@ def test_augment_is_paired(generator):
     torch.testing.assert_close(ay[:, 1:], 2 * ax, rtol=0, atol=0)
     changed = (ax != x).flatten(1).any(dim=1)
     assert 0 < int(changed.sum()) < 16  # some samples transformed, some not (8 symmetries)
+
+
+def test_the_default_data_are_found_from_any_directory(aanlib_dir, tmp_path, monkeypatch):
+    """README: $BSAFUSION_DATA, else .cache/aanlib or ../shared/data/aanlib, in the working
+    directory and then in the repository (an editable install)."""
+    from bsafusion.data.pairs import default_data_dir
+
+    monkeypatch.delenv("BSAFUSION_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    found = default_data_dir()
+    assert found.is_dir() and (found / "CT-MRI").is_dir()
+    (tmp_path / ".cache" / "aanlib").mkdir(parents=True)
+    assert default_data_dir() == Path(".cache/aanlib")  # the working directory's come first

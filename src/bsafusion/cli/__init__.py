@@ -1,14 +1,16 @@
 """Command line: ``bsafusion <command> ...``; each command is a thin shell over the API.
 
-Library errors (:class:`~bsafusion.errors.BsafusionError`) become one stderr line
-``bsafusion: error: <where>: <problem>`` and exit code 2; anything else propagates. The library
-names the argument at fault (``work_size``); :func:`flag_for` turns it into the command's flag
-(``--work-size``).
+Every error is one stderr line ``bsafusion: error: <file or flag>: <problem>`` and exit
+code 2: library errors (:class:`~bsafusion.errors.BsafusionError`), argparse's usage errors
+and operating-system errors (a full disk). The library names the argument at fault
+(``work_size``); :func:`flag_for` turns it into the command's flag (``--work-size``).
+Anything else is a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from bsafusion.cli import (
     train,
     view,
 )
+from bsafusion.cli.common import Parser, UsageError, setup_logging
 from bsafusion.errors import BsafusionError
 
 __all__ = ["build_parser", "flag_for", "main"]
@@ -35,7 +38,7 @@ COMMANDS = (fuse, register, convert, make_split, make_testset, train, export, ev
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bsafusion",
         description="Register and fuse an MRI slice with an unaligned CT, PET or SPECT slice "
         "(BSAFusion, AAAI 2025).",
@@ -44,11 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    for p in sub.choices.values():  # options every command has
+        if "--verbose" not in p._option_string_actions:
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="show more (progress details, info messages)")
     return parser
 
 
 # library argument -> flag, where the flag's dest is not the argument's name
-ARGUMENT_FLAGS = {"fmt": "--format", "data_dir": "--data"}
+ARGUMENT_FLAGS = {"fmt": "--format", "data_dir": "--data", "out_dir": "--out",
+                  "time_budget_s": "--time-budget"}
 
 
 def flag_for(where: str, parser: argparse.ArgumentParser) -> str:
@@ -67,17 +75,28 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
     return sub.choices[command]
 
 
+def _error(where: str, problem: str) -> int:
+    problem = " ".join(str(problem).split())  # always one line
+    print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 partial failure, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 1 partial failure, 2 error, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        where, _, problem = str(exc).partition(": ")
+        return _error(where, problem)
+    setup_logging(args.verbose, getattr(args, "log_level", logging.WARNING))
     try:
         return int(args.handler(args) or 0)
     except BsafusionError as exc:
-        problem = " ".join(exc.problem.split())  # always one line
-        where = flag_for(exc.where, _command_parser(parser, args.command))
-        print(f"bsafusion: error: {where}: {problem}", file=sys.stderr)
-        return 2
+        return _error(flag_for(exc.where, _command_parser(parser, args.command)), exc.problem)
+    except OSError as exc:  # the system's (a full disk, a vanished file): not a bug of ours
+        where = exc.filename if exc.filename is not None else args.command
+        return _error(where, exc.strerror or exc)
     except KeyboardInterrupt:  # Ctrl-C, or `timeout --signal=INT` ending a training budget
         print(f"bsafusion: {args.command}: interrupted", file=sys.stderr)
         return 130

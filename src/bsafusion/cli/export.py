@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bsafusion.cli.common import add_output_file_argument, output_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,9 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "head) is kept so the file loads strictly.",
     )
     p.add_argument("run", help="run folder (or a checkpoint .pt file)")
-    p.add_argument("output", help="output .safetensors (a .sha256 sidecar is written too)")
+    add_output_file_argument(p, "output .safetensors (a .sha256 sidecar is written too)")
     p.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
-    p.add_argument("--which", choices=("best", "last"), default="best")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="which checkpoint of the run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=run)
 
@@ -24,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bsafusion.train.checkpoint import export_weights
 
-    path, digest, epoch = export_weights(args.run, args.output, fp16=args.fp16,
+    out = output_file(args)
+    path, digest, epoch = export_weights(args.run, out, fp16=args.fp16,
                                          which=args.which, overwrite=args.overwrite)
-    print(f"exported {path} (epoch {epoch}) -> {args.output} (sha256 {digest[:12]}...)")
+    print(f"exported {path} (epoch {epoch}) -> {out} (sha256 {digest[:12]}...)")
     return 0

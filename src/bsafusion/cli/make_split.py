@@ -13,9 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "partner are listed with split 'unpaired', never dropped silently.",
     )
     p.add_argument("dir", help="folder holding MRI/ and one modality folder (CT/, PET/, ...)")
-    p.add_argument("--val", type=float, default=0.1, help="fraction for validation (0.1)")
-    p.add_argument("--test", type=float, default=0.1, help="fraction for test (0.1)")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed (0)")
+    p.add_argument("--val", type=float, default=0.1, help="fraction for validation")
+    p.add_argument("--test", type=float, default=0.1, help="fraction for test")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
     p.add_argument("--modality", help="moving-modality folder (default: the one beside MRI/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing split.csv")
     p.set_defaults(handler=run)

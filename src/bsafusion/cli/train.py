@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
-from bsafusion.cli.common import add_pair_argument
+from bsafusion.cli.common import (
+    add_device_argument,
+    add_out_argument,
+    add_pair_argument,
+    multiple_of_16,
+    resolve_device,
+)
 from bsafusion.config import FUSION_TARGETS
 
 
@@ -18,16 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_pair_argument(p, required=True)
     p.add_argument("--data", help="pair folder or its parent (default: $BSAFUSION_DATA, "
                    ".cache/aanlib or ../shared/data/aanlib)")
-    p.add_argument("--out", required=True, help="run folder")
+    add_out_argument(p, "run folder")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt bit-exactly")
-    p.add_argument("--num-epochs", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=32, help="global batch (32)")
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--num-epochs", type=int, default=3000, help="length of the cosine schedule")
+    p.add_argument("--batch-size", type=int, default=32, help="global batch")
+    p.add_argument("--lr", type=float, default=5e-5, help="Adam learning rate")
     p.add_argument("--flow-head-lr-scale", type=float, default=0.05,
-                   help="flow heads' learning rate relative to --lr (0.05; see TrainConfig)")
-    p.add_argument("--val-every", type=int, default=50, help="validate every K epochs (50)")
+                   help="flow heads' learning rate relative to --lr (see TrainConfig)")
+    p.add_argument("--val-every", type=int, default=50, help="validate every K epochs")
     p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="write last.pt every K epochs (0: with each validation)")
+                   help="write last.pt every K epochs; 0: with each validation")
     p.add_argument("--stop-after", type=int, help="stop after N epochs of this invocation")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="shorten --num-epochs so the run (with its cosine schedule) fits in "
@@ -43,33 +50,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="modality curriculum over the first K epochs: the fixed image is a "
                         "random contrast of the moving one with a probability falling to 0")
     p.add_argument("--warmup-epochs", type=int, default=0, help="linear lr warm-up (epochs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, help="resize the data (quick experiments)")
-    p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--image-size", type=multiple_of_16, help="resize the data to this square "
+                   "size, a multiple of 16 (quick experiments; default: the data's size)")
+    p.add_argument("--max-train-pairs", type=int, help="use only the first N train pairs "
+                   "(default: all)")
     p.add_argument("--elastic-px", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    default=(2.0, 14.0), help="training range of the elastic amplitude (2 14)")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast")
-    p.add_argument("--model-config", help="JSON (text or file) overriding ModelConfig fields")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(handler=run)
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no random paired flips and 90-degree rotations (default: augment)")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="no bf16 autocast on CUDA (default: autocast)")
+    p.add_argument("--model-config", help="JSON (text or file) overriding ModelConfig fields "
+                   "(default: the paper's)")
+    add_device_argument(p)
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress line per epoch (default: k/N and ETA per epoch)")
+    p.set_defaults(handler=run, log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import sys
     from pathlib import Path
 
     from bsafusion.config import DeformConfig, ModelConfig, TrainConfig
-    from bsafusion.data.pairs import default_data_dir
+    from bsafusion.data.pairs import default_data_dir, resolve_pair_dir
+    from bsafusion.errors import BsafusionError, ConfigError
+    from bsafusion.io.atomic import check_out_dir
     from bsafusion.train import train
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = resolve_device(args.device)
+    check_out_dir(args.out)
     model = ModelConfig()
     if args.model_config:  # a partial JSON object: the other fields keep their defaults
         text = args.model_config
-        model = ModelConfig.from_json(Path(text).read_text() if Path(text).is_file() else text)
+        try:
+            model = ModelConfig.from_json(Path(text).read_text() if Path(text).is_file()
+                                          else text)
+        except BsafusionError as exc:  # name the flag, not the field
+            raise ConfigError("model_config", f"{exc.where}: {exc.problem}") from None
     config = TrainConfig(
         pair=args.pair, data_dir=str(args.data or default_data_dir()), out_dir=args.out,
         num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
@@ -81,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         max_train_pairs=args.max_train_pairs, augment=args.augment, amp=args.amp,
         train_deform=DeformConfig(elastic_px=tuple(args.elastic_px)), model=model)
+    if not args.resume:  # the data, before the network is built (seconds)
+        resolve_pair_dir(config.data_dir, config.modality)
     try:
-        result = train(config, resume=args.resume, device=args.device, progress=args.progress)
+        result = train(config, resume=args.resume, device=device, progress=args.progress)
     except KeyboardInterrupt:  # one line, instead of the CLI's generic one
         last = Path(args.out) / "last.pt"
         hint = (f"; {last} holds the last checkpoint (continue with --resume)"

@@ -70,7 +70,9 @@ def default_data_dir() -> Path:
     """Where the data live when ``--data`` is not given.
 
     ``$BSAFUSION_DATA`` if set, else the first existing of ``.cache/aanlib``,
-    ``../shared/data/aanlib`` and ``data/aanlib`` (relative to the working directory).
+    ``../shared/data/aanlib`` and ``data/aanlib``, relative to the working directory, then
+    to the repository of a source checkout (an editable install), so that the commands
+    find the data from any working directory.
 
     Raises:
         InputError: none of them exists.
@@ -78,11 +80,16 @@ def default_data_dir() -> Path:
     env = os.environ.get("BSAFUSION_DATA")
     if env:
         return Path(env)
-    for candidate in DATA_CANDIDATES:
-        if Path(candidate).is_dir():
-            return Path(candidate)
+    roots = [Path(".")]
+    repo = Path(__file__).resolve().parents[3]  # src/bsafusion/data/pairs.py -> the checkout
+    if (repo / "pyproject.toml").is_file() and repo != Path.cwd().resolve():
+        roots.append(repo)
+    for root in roots:
+        for candidate in DATA_CANDIDATES:
+            if (root / candidate).is_dir():
+                return root / candidate
     raise InputError("data_dir", f"not given, $BSAFUSION_DATA unset and none of "
-                               f"{', '.join(DATA_CANDIDATES)} exists")
+                               f"{', '.join(DATA_CANDIDATES)} exists here or in {roots[-1]}")
 
 
 def resolve_pair_dir(data_dir: str | os.PathLike, modality: str) -> Path:
@@ -256,6 +263,8 @@ def make_split(pair_dir: str | os.PathLike, *, val: float = 0.1, test: float = 0
         InputError: bad fractions, no pairs, or an existing ``split.csv`` without ``overwrite``.
     """
     root = Path(pair_dir)
+    if not root.is_dir():
+        raise InputError(root, "is not a folder" if root.exists() else "no such folder")
     mod = modality or find_moving_modality(root)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise InputError("val/test", f"fractions must be in [0, 1) with sum < 1, got "

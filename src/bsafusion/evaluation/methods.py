@@ -71,7 +71,7 @@ class NetworkMethod:
         self.fuser = fuser
 
     def __call__(self, fixed: Tensor, moving: Tensor) -> FusionResult[Tensor]:
-        return self.fuser.fuse_tensors(fixed, moving)
+        return _to(self.fuser.fuse_tensors(fixed, moving), fixed.device)
 
 
 class ZeroFlowNetwork:
@@ -83,9 +83,17 @@ class ZeroFlowNetwork:
         self.model = model
 
     def __call__(self, fixed: Tensor, moving: Tensor) -> FusionResult[Tensor]:
+        device = next(self.model.parameters()).device
+        fixed, moving, back = fixed.to(device), moving.to(device), fixed.device
         luma, chroma = to_luma(self.model, moving)
         fused = baselines.fuse_network_zero_flow(self.model, fixed, luma)
-        return _result(fused, luma, _zero_flow(fixed), chroma, registered=False)
+        return _to(_result(fused, luma, _zero_flow(fixed), chroma, registered=False), back)
+
+
+def _to(result: FusionResult[Tensor], device) -> FusionResult[Tensor]:
+    """``result`` with its tensors on ``device`` (the test set's)."""
+    return result._replace(**{k: v.to(device) for k, v in result._asdict().items()
+                              if isinstance(v, Tensor)})
 
 
 class RuleMethod:

@@ -39,6 +39,7 @@ from bsafusion.evaluation.testset import Testset, load_testset, make_testset
 from bsafusion.infer import Fuser
 from bsafusion.infer.result import FusionResult
 from bsafusion.pairs import get_pair
+from bsafusion.progress import Eta
 
 __all__ = [
     "DEFAULT_METHODS", "METHODS", "EvalConfig", "EvalResult", "build_methods", "build_model",
@@ -71,6 +72,7 @@ class EvalConfig:
     name: str | None = None
     landmarks: Path | None = None
     elastix_iterations: int = 256
+    device: str = "cpu"  # where the network methods run
 
 
 class EvalResult(NamedTuple):
@@ -94,6 +96,8 @@ def ensure_testset(cfg: EvalConfig) -> Path:
     import json
 
     root = cfg.testset or default_testset_dir(cfg)
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "is a file, not a test set folder")
     meta_path = root / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -142,7 +146,7 @@ def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str,
     built: dict[str, Method] = {}
     for name in methods:
         if name == "bsafusion":
-            built[name] = NetworkMethod(Fuser(model, device="cpu", work_size=None))
+            built[name] = NetworkMethod(Fuser(model, device=cfg.device, work_size=None))
         elif name == "identity-net":
             built[name] = ZeroFlowNetwork(model)
         elif name in METHODS:
@@ -191,12 +195,13 @@ def evaluate(cfg: EvalConfig, plugins: Sequence[Method] = ()) -> EvalResult:
     built = {**build_methods(cfg, methods, model), **{m.name: m for m in plugins}}
     _warm_up(methods, ts, built)
     rows, shown = [], {}
-    for i, method, out, seconds in iter_outputs(cfg, ts, methods, built):
+    eta = Eta(len(ts.names) * len(methods))
+    for k, (i, method, out, seconds) in enumerate(iter_outputs(cfg, ts, methods, built), 1):
         row = {"pair": ts.names[i], "method": method,
                **score(ts, i, out, landmarks.get(ts.names[i])), "time_s": seconds}
         rows.append(row)
         shown[(i, method)] = report.display_images(ts, i, out)
-        log.info("%s %-13s NCC %.4f Qabf %.4f %.2fs", ts.names[i], method,
+        log.info("[%s] %s %-13s NCC %.4f Qabf %.4f %.2fs", eta.text(k), ts.names[i], method,
                  row.get("NCC", math.nan), row["Qabf"], seconds)
     files = report.write_report(cfg, ts, rows, methods, shown, weights_label)
     return EvalResult(rows, methods, weights_label, ts.root, files)

@@ -23,7 +23,13 @@ from torch import Tensor
 from bsafusion.errors import InputError
 from bsafusion.infer import outputs
 from bsafusion.infer.fast import fast_network
-from bsafusion.infer.procedure import DEFAULT_WORK_SIZE, align_and_fuse, resize_image, to_luma
+from bsafusion.infer.procedure import (
+    DEFAULT_WORK_SIZE,
+    align_and_fuse,
+    resize_image,
+    to_luma,
+    work_shape,
+)
 from bsafusion.infer.result import FusionResult
 from bsafusion.infer.volume import fuse_volume
 from bsafusion.io.base import MIN_SIDE
@@ -31,10 +37,13 @@ from bsafusion.io.image import ImageData
 from bsafusion.model.bsafusion import BSAFusion
 from bsafusion.ops.checks import check_shape
 
-__all__ = ["Fuser", "FusionResult", "available_memory", "check_memory"]
+__all__ = ["Fuser", "FusionResult", "available_memory", "check_images", "check_memory"]
 
 log = logging.getLogger(__name__)
 BYTES_PER_PIXEL = 160  # native-resolution float32 buffers per pixel (inputs, grids, outputs)
+# the network's peak memory per pixel of the working size: 2.0-2.1 KiB measured on a CPU
+# (fp32, fast network, 256² to 768²), plus a margin
+WORK_BYTES_PER_PIXEL = 2304
 
 
 class _Batch(NamedTuple):
@@ -157,10 +166,12 @@ class Fuser:
                                        f"{f.tensor.shape[0]}")
         moving_t = m.tensor
         if moving_t.shape[-2:] != f.tensor.shape[-2:]:
-            log.warning("moving: size %s differs from the fixed image's %s; resampled to the "
-                        "fixed grid", tuple(moving_t.shape[-2:]), tuple(f.tensor.shape[-2:]))
+            (mh, mw), (fh, fw) = moving_t.shape[-2:], f.tensor.shape[-2:]
+            log.warning("moving: size %dx%d differs from the fixed image's %dx%d; resampled to "
+                        "the fixed grid", mw, mh, fw, fh)
             moving_t = resize_image(moving_t, tuple(f.tensor.shape[-2:]))
-        check_memory(*moving_t.shape, where="moving")
+        check_memory(*moving_t.shape, where="moving", work_size=self.work_size,
+                     device=self.device)
         out = self._infer(f.tensor, moving_t)
         image = lambda x: None if x is None else _restore(x, m)  # noqa: E731
         flow = lambda x: None if x is None else _restore_flow(x, m)  # noqa: E731
@@ -233,18 +244,38 @@ class Fuser:
                                    register_only=register_only, **kwargs)
 
 
-def check_memory(batch: int, channels: int, height: int, width: int, *, where: object) -> None:
-    """Raise :class:`InputError` if native-resolution processing would not fit in memory."""
-    need = batch * height * width * (BYTES_PER_PIXEL + 16 * channels)
-    avail = available_memory()
-    if avail is not None and need > 0.8 * avail:
-        raise InputError(where, f"{width}x{height} needs about {need / 2**30:.1f} GiB to process "
-                                f"at native size but only {avail / 2**30:.1f} GiB is available; "
-                                "crop or downsample it")
+def check_memory(batch: int, channels: int, height: int, width: int, *, where: object,
+                 work_size: int | None = DEFAULT_WORK_SIZE, device=None) -> None:
+    """Raise :class:`InputError` if processing would not fit in the available memory.
+
+    Counts the native-resolution buffers (``BYTES_PER_PIXEL`` per pixel) and the network at
+    the working size (``WORK_BYTES_PER_PIXEL`` per working pixel), before anything is
+    allocated. The error names ``work_size`` when the working size is the larger part, else
+    ``where`` (the image).
+    """
+    native = batch * height * width * (BYTES_PER_PIXEL + 16 * channels)
+    wh, ww = work_shape(height, width, work_size)
+    work = batch * wh * ww * WORK_BYTES_PER_PIXEL
+    avail = available_memory(device) if device is not None else available_memory()
+    if avail is None or native + work <= 0.8 * avail:
+        return
+    need, have = (native + work) / 2**30, avail / 2**30
+    if work >= native:
+        raise InputError("work_size", f"a {ww}x{wh} working size needs about {need:.1f} GiB "
+                                      f"but only {have:.1f} GiB of memory is available; "
+                                      "lower it (the network was trained at 256)")
+    raise InputError(where, f"{width}x{height} needs about {need:.1f} GiB to process at native "
+                            f"size but only {have:.1f} GiB is available; crop or downsample it")
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux ``MemAvailable``), or None if unknown."""
+def available_memory(device=None) -> int | None:
+    """Bytes of memory available now on ``device`` (a GPU's free memory; for the CPU, Linux
+    ``MemAvailable``), or None if unknown."""
+    if device is not None and torch.device(device).type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError):
+            return None
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -253,6 +284,32 @@ def available_memory() -> int | None:
     except OSError:
         return None
     return None
+
+
+def check_images(fixed: ImageData, moving: ImageData, *,
+                 work_size: int | None = DEFAULT_WORK_SIZE, axis: int = 2,
+                 device=None) -> None:
+    """Check a loaded pair as :meth:`Fuser.fuse` would, without a model: layout, values
+    (NaN, range, constant, size) and memory at ``work_size``.
+
+    Raises:
+        InputError: naming ``fixed``, ``moving`` or ``work_size``.
+    """
+    if work_size is not None and (work_size < 16 or work_size % 16):
+        raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")
+    if fixed.is_volume:  # constant slices are fine in a volume: its slices' size and memory
+        h, w = [n for i, n in enumerate(fixed.array.shape) if i != axis % 3]
+        if min(h, w) < MIN_SIDE:
+            raise InputError("fixed", f"slices along axis {axis} are {w}x{h}, too small (at "
+                                      f"least {MIN_SIDE}x{MIN_SIDE})")
+        check_memory(1, 1, h, w, where="moving", work_size=work_size, device=device)
+        return
+    f = _as_batch(fixed.array, "fixed", "cpu")
+    if f.tensor.shape[1] != 1:
+        _grey_or_fail(f.tensor)
+    m = _as_batch(moving.array, "moving", "cpu")
+    check_memory(1, m.tensor.shape[1], *f.tensor.shape[-2:], where="moving",
+                 work_size=work_size, device=device)
 
 
 def _as_batch(image, name: str, device) -> _Batch:

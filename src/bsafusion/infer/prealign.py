@@ -19,11 +19,17 @@ import numpy as np
 
 from bsafusion.errors import InputError
 
-__all__ = ["PREALIGN_KINDS", "estimate_prealign"]
+__all__ = ["PREALIGN_KINDS", "estimate_prealign", "require_simpleitk"]
 
 log = logging.getLogger(__name__)
 
 PREALIGN_KINDS = ("rigid", "affine")
+
+
+def require_simpleitk() -> None:
+    """Raise :class:`InputError` (naming ``prealign``, with the extra to install) now rather
+    than after the network has loaded, if SimpleITK is missing."""
+    _simpleitk()
 
 
 def _simpleitk():

@@ -68,7 +68,9 @@ def fuse_volume(run: SliceFunction, fixed: np.ndarray, moving: np.ndarray, *,
     f = np.moveaxis(np.asarray(fixed, dtype=np.float32), axis, 0)
     m = np.moveaxis(np.asarray(moving, dtype=np.float32), axis, 0)
     if min(f.shape[1:]) < MIN_SIDE:
-        raise InputError("fixed", f"slices of {f.shape[1:]} are too small (at least {MIN_SIDE})")
+        h, w = f.shape[1:]
+        raise InputError("fixed", f"slices along axis {axis} are {w}x{h}, too small (at least "
+                                  f"{MIN_SIDE}x{MIN_SIDE})")
     fused, aligned = f.copy(), m.copy()
     flow = np.zeros((f.shape[0], 2, *f.shape[1:]), dtype=np.float32)
     spread = lambda v: v.max(axis=(1, 2)) - v.min(axis=(1, 2))  # noqa: E731

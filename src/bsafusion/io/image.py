@@ -8,6 +8,7 @@ how to go back (``bits``, ``range``) and, for NIfTI, carries the affine and head
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -61,6 +62,28 @@ def _kind(path: Path) -> str:
     return "raster"
 
 
+def _check_file(path: Path, what: str) -> None:
+    """Raise :class:`InputError` unless ``path`` is a readable regular file."""
+    if path.is_dir():
+        raise InputError(path, f"is a directory, not {what}")
+    if path.is_file():
+        if not os.access(path, os.R_OK):
+            raise InputError(path, "is not readable (permission denied)")
+        return
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13: "Symlink loop"
+            raise InputError(path, "is a symbolic link loop") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(path, "is a symbolic link loop") from None
+            raise InputError(path, f"is a broken symbolic link (to {os.readlink(path)})") from None
+    if path.exists():
+        raise InputError(path, "is not a regular file")
+    raise InputError(path, "no such file")
+
+
 def load_image(path: str | os.PathLike) -> ImageData:
     """Read any supported image file.
 
@@ -69,10 +92,7 @@ def load_image(path: str | os.PathLike) -> ImageData:
             unsupported channels, or a missing optional reader (with the extra to install).
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an image file")
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    _check_file(path, "an image file")
     if path.stat().st_size == 0:
         raise InputError(path, "is empty (0 bytes)")
     kind = _kind(path)

@@ -36,7 +36,12 @@ def read_nifti(path: Path) -> ImageData:
     except Exception as exc:  # ImageFileError, truncated gzip (EOFError), bad header...
         raise InputError(path, f"is not a readable NIfTI image ({type(exc).__name__}: {exc})"
                          ) from None
-    values = np.squeeze(values, axis=tuple(range(3, values.ndim))) if values.ndim > 3 else values
+    extra = values.shape[3:]
+    if any(n != 1 for n in extra):  # a time series or vector image
+        shape = "x".join(map(str, values.shape))
+        raise InputError(path, f"is a {values.ndim}-D image ({shape}); expected a 2-D image or "
+                               "a 3-D volume (extract one volume first)")
+    values = values.reshape(values.shape[:3]) if extra else values
     if values.ndim == 3 and values.shape[2] == 1:
         values = values[:, :, 0]
     if values.ndim not in (2, 3):

@@ -41,6 +41,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict]:
                 img = img.convert("RGB")
             values = np.asarray(img)
             fmt = (img.format or path.suffix.lstrip(".")).lower()
+    except InputError:
+        raise
     except Image.DecompressionBombError as exc:  # Pillow refuses before we see the size
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)) / 1e6:.0f} M pixels" if found else "too many pixels"

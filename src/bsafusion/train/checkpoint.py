@@ -86,8 +86,12 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike, *, fp16: bool
     state = load_checkpoint(path)
     model = BSAFusion.from_state_dict(state["model"], ModelConfig.from_dict(state["model_config"]),
                                       path)
+    train_config = state.get("train_config", {})
+    epoch, total = int(state.get("epoch", 0)), int(train_config.get("num_epochs", 0) or 0)
     meta = {"source": path.name, "epoch": str(state.get("epoch", "")),
-            "train_config": str(state.get("train_config", {}).get("pair", ""))}
+            "train_config": str(train_config.get("pair", "")),
+            "pair": str(train_config.get("pair", "")), "num_epochs": str(total or ""),
+            "status": "interim" if total and epoch < total else "trained"}
     digest = model.save_pretrained(out, dtype=torch.float16 if fp16 else torch.float32,
                                    metadata=meta)
     return path, digest, int(state.get("epoch", 0))

@@ -1,5 +1,6 @@
 """What a run reports: ``log.csv``, TensorBoard (if installed), ``loss.png`` (if matplotlib
-is installed) and a progress bar (tqdm if installed, else a log line per validation).
+is installed) and progress: a tqdm bar if tqdm is installed, else a log line per epoch with
+``k/N`` and an ETA (without progress, a log line per validation).
 
 Only rank 0 creates a :class:`RunMonitor`; optional packages are imported lazily and their
 absence is never an error.
@@ -17,6 +18,7 @@ from typing import Any
 
 from bsafusion.io.atomic import atomic_write
 from bsafusion.losses import PLOTTED_TERMS
+from bsafusion.progress import Eta
 
 __all__ = ["RunMonitor"]
 
@@ -32,7 +34,7 @@ class RunMonitor:
         out_dir: the run folder.
         total_epochs: length of the schedule (for the progress bar).
         start_epoch: epochs already done (on resume).
-        progress: show a progress bar (tqdm) when available.
+        progress: show a progress bar (tqdm) when available, else a line per epoch.
     """
 
     def __init__(self, out_dir: str | Path, total_epochs: int, start_epoch: int = 0,
@@ -41,10 +43,13 @@ class RunMonitor:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tb = _tensorboard(self.out_dir / "tb")
         self.bar = _tqdm(total_epochs, start_epoch) if progress else None
+        self.eta = Eta(total_epochs, start_epoch) if progress and self.bar is None else None
         self.last_epe = float("nan")  # latest validation EPE, shown between validations
 
     def set_total(self, total_epochs: int) -> None:
         """The schedule's length changed (a time budget was fitted)."""
+        if self.eta is not None:
+            self.eta.total = total_epochs
         if self.bar is not None and hasattr(self.bar, "total"):
             self.bar.total = total_epochs
             self.bar.refresh()
@@ -80,6 +85,11 @@ class RunMonitor:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.4f}",
                                  val_epe=f"{self.last_epe:.3f}", refresh=False)
+        elif self.eta is not None:
+            val = (f", val EPE {row['val_epe_mean']:.3f} px, val SSIM "
+                   f"{row.get('val_ssim', float('nan')):.4f}" if "val_epe_mean" in row else "")
+            log.info("epoch %s: train loss %.4f%s", self.eta.text(epoch),
+                     row.get("train_total", float("nan")), val)
         elif "val_epe_mean" in row:
             log.info("epoch %d: train loss %.4f, val EPE %.3f px, val SSIM %.4f", epoch,
                      row.get("train_total", float("nan")), row["val_epe_mean"],
