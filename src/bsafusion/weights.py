@@ -161,6 +161,7 @@ class WeightsInfo(NamedTuple):
     pair: str | None  # canonical pair name (``"ct"``), None when the file does not say
     status: str  # "trained", "interim", "untrained", "release" or "unknown"
     note: str  # why, for a warning ("" for trained weights)
+    work_size: int | None = None  # the resolution it was trained at (None: not recorded)
 
 
 def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
@@ -170,7 +171,9 @@ def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
     release checkpoint's name (``BSAFusion_CT.pkl``). The status comes from the manifest when
     the file's sha256 is that of bundled weights (``interim``...), else the metadata's
     ``status``, else the weights themselves: a network whose normalisation scales are all
-    still exactly 1 was never trained.
+    still exactly 1 was never trained. ``work_size`` is the resolution the network was
+    trained at (the manifest's, else the metadata's ``work_size``, which ``export`` writes),
+    the working size :class:`~bsafusion.infer.Fuser` and the CLI then use by default.
 
     Raises:
         WeightsError: the file is missing, fails its sha256 check or is not readable.
@@ -185,7 +188,8 @@ def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
         if entry.get("sha256") == digest:
             found = find_pair(entry.get("pair", ""))
             return WeightsInfo(path, found.name if found else None,
-                               entry.get("status", "trained"), entry.get("note", ""))
+                               entry.get("status", "trained"), entry.get("note", ""),
+                               _size(entry.get("work_size")))
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
@@ -199,11 +203,22 @@ def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
     status = meta.get("status", "")
     if not status and norms and all(bool((t == 1).all()) for t in norms):
         return WeightsInfo(path, pair, "untrained", "untrained (randomly initialised): the "
-                           "outputs show the pipeline, not registration or fusion quality")
+                           "outputs show the pipeline, not registration or fusion quality",
+                           _size(meta.get("work_size")))
     note = meta.get("note", "")
     if status == "interim" and not note:
         note = f"interim (epoch {meta.get('epoch', '?')} of {meta.get('num_epochs', '?')})"
-    return WeightsInfo(path, pair, status or "unknown", note)
+    return WeightsInfo(path, pair, status or "unknown", note, _size(meta.get("work_size")))
+
+
+
+def _size(value) -> int | None:
+    """A recorded working size ("128", 128, "" or None) as a positive multiple of 16, else None."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        return None
+    return size if size >= 16 and size % 16 == 0 else None
 
 
 def pair_in_name(path: str | os.PathLike) -> str | None:

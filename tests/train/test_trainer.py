@@ -18,8 +18,10 @@ import torch
 
 from bsafusion.config import ModelConfig, TrainConfig
 from bsafusion.errors import ConfigError, InputError
+from bsafusion.infer import Fuser
 from bsafusion.model import BSAFusion
 from bsafusion.train import export_weights, load_checkpoint, train
+from bsafusion.weights import weights_info
 
 
 def test_tiny_run_end_to_end(tiny_config, tmp_path):
@@ -106,6 +108,10 @@ def test_export_loads_strictly_and_matches(tiny_config, tmp_path):
     torch.testing.assert_close(b.fused, a.fused, rtol=0, atol=5e-3)
     with pytest.raises(InputError, match="overwrite"):
         export_weights(tmp_path / "run", out)
+    # the weights record the size they were trained at; the Fuser runs there by default
+    assert weights_info(out).work_size == 32
+    assert Fuser.from_pretrained(out).work_size == 32
+    assert Fuser.from_pretrained(out, work_size=64).work_size == 64
 
 
 TINY_JSON = json.dumps({"embed_dim": 32, "num_heads": 2, "reg_channels": [32, 16, 16, 8, 8],

@@ -32,8 +32,9 @@ def add_io_arguments(p: argparse.ArgumentParser) -> None:
     add_out_argument(p, "output folder (created when the first output is written)")
     p.add_argument("--weights", help="weights file (.safetensors, or a release .pt) of --pair; "
                    "default: the bundled weights of --pair")
-    p.add_argument("--work-size", type=work_size, default=256, help="working resolution of the "
-                   "network: longer side in pixels, a multiple of 16; 0 = native")
+    p.add_argument("--work-size", type=work_size, default=None, help="working resolution of "
+                   "the network: longer side in pixels, a multiple of 16; 0 = native "
+                   "(default: the size the weights were trained at, else 256)")
     p.add_argument("--prealign", choices=("rigid", "affine"), help="first estimate a global "
                    "transform by mutual information (needs the [prealign] extra, SimpleITK)")
     p.add_argument("--format", choices=("png", "tif", "nii"), help="image output format "
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     mode = _mode(args)
     device = resolve_device(args.device)
     weights = check_weights(args, args.pair)
+    if args.work_size is None:  # the weights' own training size
+        args.work_size = (weights.work_size if weights is not None else None) or 256
     if args.prealign:  # its optional dependency, before anything is read
         from bsafusion.infer.prealign import require_simpleitk
 

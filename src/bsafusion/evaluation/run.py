@@ -5,8 +5,9 @@ deformed moving image, undeformed ``label`` and the ground-truth field) each met
 (:mod:`bsafusion.evaluation.methods`) yields an aligned moving image, a fused image and,
 when it has one, a field; :mod:`bsafusion.evaluation.scoring` scores them and
 :mod:`bsafusion.evaluation.report` writes the tables. The network runs through
-:meth:`bsafusion.Fuser.fuse_tensors` at the test set's native size (``work_size=None``), the
-path ``bsafusion fuse`` runs.
+:meth:`bsafusion.Fuser.fuse_tensors`, the path ``bsafusion fuse`` runs: at the size its
+weights were trained at when they record it (as ``fuse`` does by default), else at the test
+set's native size.
 
 Wall time per pair is measured around each method (registration + fusion, not scoring).
 """
@@ -139,6 +140,17 @@ def build_model(cfg: EvalConfig):
                    "trained weights exist yet, so its rows measure the pipeline, not BSAFusion")
 
 
+def trained_size(cfg: EvalConfig) -> int | None:
+    """The working size the scored weights were trained at, None when unrecorded (or no
+    weights: an untrained network), i.e. the test set's native size."""
+    from bsafusion.weights import available_weights, bundled_name, weights_info
+
+    name = cfg.weights or bundled_name(cfg.pair)
+    if not cfg.weights and name not in available_weights():
+        return None
+    return weights_info(name).work_size
+
+
 def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str, Method]:
     """The built-in methods named in ``methods`` (the network ones need ``model``)."""
     elastix = baselines.ElastixSettings(transform=get_pair(cfg.pair).elastix_transform,
@@ -146,7 +158,8 @@ def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str,
     built: dict[str, Method] = {}
     for name in methods:
         if name == "bsafusion":
-            built[name] = NetworkMethod(Fuser(model, device=cfg.device, work_size=None))
+            built[name] = NetworkMethod(Fuser(model, device=cfg.device,
+                                              work_size=trained_size(cfg)))
         elif name == "identity-net":
             built[name] = ZeroFlowNetwork(model)
         elif name in METHODS:
@@ -192,6 +205,8 @@ def evaluate(cfg: EvalConfig, plugins: Sequence[Method] = ()) -> EvalResult:
     landmarks = load_landmarks(cfg.landmarks) if cfg.landmarks else {}
     model, weights_label = (build_model(cfg) if {"bsafusion", "identity-net"} & set(methods)
                             else (None, "none (no network method run)"))
+    if "bsafusion" in methods and (size := trained_size(cfg)):
+        weights_label += f"; run at {size} px, the size it was trained at (as `fuse` runs it)"
     built = {**build_methods(cfg, methods, model), **{m.name: m for m in plugins}}
     _warm_up(methods, ts, built)
     rows, shown = [], {}

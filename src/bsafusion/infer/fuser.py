@@ -99,9 +99,14 @@ class Fuser:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device=None, **kwargs) -> Fuser:
         """Load bundled weights by pair name (``"ct"``, ``"pet"``, ``"spect"``, sha256-checked),
-        our safetensors file, or a release ``.pt`` checkpoint; ``kwargs`` go to the constructor."""
+        our safetensors file, or a release ``.pt`` checkpoint; ``kwargs`` go to the constructor.
+        Without ``work_size``, the network runs at the size its weights were trained at when
+        they record it (:func:`bsafusion.weights.weights_info`), else at 256."""
         from bsafusion.model.build import build_bsafusion
+        from bsafusion.weights import weights_info
 
+        if "work_size" not in kwargs:
+            kwargs["work_size"] = weights_info(name_or_path).work_size or DEFAULT_WORK_SIZE
         return cls(build_bsafusion(weights=name_or_path), device, **kwargs)
 
     @classmethod

@@ -91,7 +91,8 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike, *, fp16: bool
     meta = {"source": path.name, "epoch": str(state.get("epoch", "")),
             "train_config": str(train_config.get("pair", "")),
             "pair": str(train_config.get("pair", "")), "num_epochs": str(total or ""),
-            "status": "interim" if total and epoch < total else "trained"}
+            "status": "interim" if total and epoch < total else "trained",
+            "work_size": str(train_config.get("image_size") or "")}
     digest = model.save_pretrained(out, dtype=torch.float16 if fp16 else torch.float32,
                                    metadata=meta)
     return path, digest, int(state.get("epoch", 0))
