@@ -31,6 +31,9 @@ def add_io_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--amp", action="store_true", help="GPU: bf16 autocast (faster; outputs "
                    "differ from fp32 by ~2e-3 on average, up to ~0.2 at single pixels)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="arithmetic of "
+                   "the network: fp32 (default) or bf16 autocast (GPU, or CPUs with "
+                   "AVX512-BF16 / AMX; outside issue 19's accuracy bounds, see README)")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="GPU: run the network directly instead of replaying CUDA graphs")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -136,7 +139,7 @@ def load_fuser(args: argparse.Namespace, pair: str):
 
     tune_cpu_allocator()  # our own process: keep freed memory for the next pair
     kwargs = {"work_size": args.work_size or None, "prealign": args.prealign,
-              "amp": args.amp, "cuda_graphs": args.cuda_graphs}
+              "amp": args.amp, "cuda_graphs": args.cuda_graphs, "precision": args.precision}
     bundled = available_weights().get(pair)
     if args.weights or bundled:
         if not args.weights and bundled.get("note"):

@@ -71,6 +71,7 @@ class EvalConfig:
     name: str | None = None
     landmarks: Path | None = None
     elastix_iterations: int = 256
+    precision: str = "fp32"  # the network's arithmetic (bsafusion.Fuser's ``precision``)
 
 
 class EvalResult(NamedTuple):
@@ -142,7 +143,8 @@ def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str,
     built: dict[str, Method] = {}
     for name in methods:
         if name == "bsafusion":
-            built[name] = NetworkMethod(Fuser(model, device="cpu", work_size=None))
+            built[name] = NetworkMethod(Fuser(model, device="cpu", work_size=None,
+                                                precision=cfg.precision))
         elif name == "identity-net":
             built[name] = ZeroFlowNetwork(model)
         elif name in METHODS:
