@@ -50,7 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from bsafusion import BSAFusion  # noqa: E402
 from bsafusion.config import FeatureWarp, TokenOrder  # noqa: E402
 from bsafusion.infer.fast import fast_network, tune_cpu_allocator  # noqa: E402
-from bsafusion.infer.fast.precision import agreement, native_bf16  # noqa: E402
+from bsafusion.infer.fast.precision import (  # noqa: E402
+    agreement,
+    native_bf16,
+    precision_context,
+)
 from bsafusion.model.build import build_bsafusion  # noqa: E402
 
 PATHS = ("authors", "eager", "fast", "bf16", "int8", "ort", "openvino")
@@ -86,10 +90,10 @@ def build(path: str, model: BSAFusion, device: str, shape: tuple[int, ...]):
     else:
         net, context = fast_network(model), torch.inference_mode
         net = quantize_convs(net) if path == "int8" else net
-    dtype = torch.bfloat16 if path == "bf16" else None
+    precision = "bf16" if path == "bf16" else "fp32"
 
     def run(fixed, moving):
-        with context(), torch.autocast(torch.device(device).type, dtype, enabled=bool(dtype)):
+        with context(), precision_context(device, precision):  # as Fuser runs it
             out = net(fixed, moving)
         return Out(out.fused.float(), out.aligned.float(), out.flow.float())
     return run
