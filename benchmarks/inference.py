@@ -15,8 +15,8 @@ px). Paths:
 * ``bf16``: ``fast`` under bf16 autocast (``Fuser(precision="bf16")``); on a CPU only where
   it has native bf16 (AVX512-BF16 / AMX), unless named in --paths;
 * ``int8``: ``fast`` with every ``nn.Conv2d`` dynamically quantised to int8 (CPU);
-* ``ort``, ``openvino``: our eager network exported to ONNX (fp32) and run by ONNX Runtime
-  or OpenVINO (CPU; ``pip install onnx onnxruntime openvino``).
+* ``ort``, ``openvino``: the folded network of ``fast`` exported to ONNX (fp32) and run by
+  ONNX Runtime or OpenVINO (CPU; ``pip install onnx onnxruntime openvino``).
 
 On CPU (Linux) a child process then times ``fast`` with the allocator setting of
 ``bsafusion fuse`` (``tune_cpu_allocator``). Peak memory of one pair per path and size is
@@ -49,7 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bsafusion import BSAFusion  # noqa: E402
 from bsafusion.config import FeatureWarp, TokenOrder  # noqa: E402
-from bsafusion.infer.fast import fast_network, tune_cpu_allocator  # noqa: E402
+from bsafusion.infer.fast import (  # noqa: E402
+    fast_network,
+    optimize_for_inference,
+    tune_cpu_allocator,
+)
 from bsafusion.infer.fast.precision import (  # noqa: E402
     agreement,
     native_bf16,
@@ -86,7 +90,7 @@ def build(path: str, model: BSAFusion, device: str, shape: tuple[int, ...]):
             model = authors
         net, context = model, torch.no_grad
     elif path in ("ort", "openvino"):
-        return onnx_runner(model, shape, path)
+        return onnx_runner(optimize_for_inference(model), shape, path)
     else:
         net, context = fast_network(model), torch.inference_mode
         net = quantize_convs(net) if path == "int8" else net
@@ -112,10 +116,11 @@ def quantize_convs(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
-def onnx_runner(model: BSAFusion, shape: tuple[int, ...], runtime: str):
+def onnx_runner(model: torch.nn.Module, shape: tuple[int, ...], runtime: str):
     """Export ``model`` (fp32, fixed input ``shape``) to ONNX and run it by ONNX Runtime
-    (``runtime="ort"``) or OpenVINO (``"openvino"``), fp32, ``torch.get_num_threads()``
-    threads."""
+    (``runtime="ort"``) or OpenVINO (``"openvino"``) with ``torch.get_num_threads()`` threads.
+    A folded network exports its folded convs in their ones-channel form
+    (``FoldedConv3x3.forward_ones_channel``)."""
     class Outputs(torch.nn.Module):
         def __init__(self, net):
             super().__init__()
