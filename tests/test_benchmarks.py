@@ -36,8 +36,8 @@ def test_inference_script_prints_the_side_by_side_table():
     """Every CPU path at 32², the ONNX export included where its runtimes are installed
     (onnx + onnxruntime are in the ``test`` extra; openvino is optional)."""
     paths = ["authors", "eager", "fast", "int8"]
-    for path, module in (("ort", "onnxruntime"), ("openvino", "openvino")):
-        if importlib.util.find_spec(module) and importlib.util.find_spec("onnx"):
+    for path in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(path) and importlib.util.find_spec("onnx"):
             paths.append(path)
     common = ("benchmarks/inference.py", "--sizes", "32", "--batches", "1", "--repeats", "1",
               "--warmup", "0", "--no-tuned")

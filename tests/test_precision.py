@@ -1,5 +1,6 @@
-"""Inference precision (issue 19): the default path stays within the accuracy bounds against
-eager fp32 on the bundled weights and sample pairs; ``precision`` is validated and passed on."""
+"""Inference precision and backends (issue 19): the default path and the ONNX backends stay
+within the accuracy bounds against eager fp32 on the bundled weights and sample pairs;
+``precision`` and ``backend`` are validated and passed on."""
 
 from __future__ import annotations
 
@@ -42,22 +43,53 @@ def ct_pairs():
     return fixed, warp(label, field), label
 
 
-def test_default_precision_meets_the_bounds_on_bundled_weights(ct_pairs):
-    """Whatever precision ``Fuser`` runs by default must agree with eager fp32 within issue
-    19's bounds, and move evaluate's NCC and Qabf by <= 0.002 (bundled CT weights, whichever
-    are bundled; the three CT sample pairs)."""
-    fixed, moving, label = ct_pairs
-    model = build_bsafusion(weights="ct")
-    default = Fuser(model, device="cpu")
-    reference = Fuser(model, device="cpu", fast=False, precision="fp32")
-    for i in range(len(fixed)):
-        pair = fixed[i:i + 1], moving[i:i + 1]
-        ref, out = reference.fuse_tensors(*pair), default.fuse_tensors(*pair)
-        assert agreement(ref, out).failures() == [], (default.precision, agreement(ref, out))
+@pytest.fixture(scope="module")
+def ct_model():
+    return build_bsafusion(weights="ct")
+
+
+@pytest.fixture(scope="module")
+def ct_reference(ct_model, ct_pairs):
+    """Eager fp32 results of the three pairs, one by one."""
+    reference = Fuser(ct_model, device="cpu", fast=False, precision="fp32")
+    fixed, moving, _ = ct_pairs
+    return [reference.fuse_tensors(fixed[i:i + 1], moving[i:i + 1]) for i in range(len(fixed))]
+
+
+def _assert_within_bounds(fuser: Fuser, references, pairs) -> None:
+    """``fuser`` agrees with eager fp32 within issue 19's bounds on every pair, and moves
+    evaluate's NCC and Qabf by <= 0.002."""
+    fixed, moving, label = pairs
+    for i, ref in enumerate(references):
+        out = fuser.fuse_tensors(fixed[i:i + 1], moving[i:i + 1])
+        assert agreement(ref, out).failures() == [], agreement(ref, out)
         d_ncc = ncc(_grey(out.aligned), label[i:i + 1]) - ncc(_grey(ref.aligned), label[i:i + 1])
         assert abs(float(d_ncc)) <= 0.002
         q = [qabf(fixed[i, 0], label[i, 0], _grey(r.fused)[0, 0]) for r in (ref, out)]
         assert abs(q[1] - q[0]) <= 0.002
+
+
+def test_default_precision_meets_the_bounds_on_bundled_weights(ct_model, ct_reference, ct_pairs):
+    """Whatever ``Fuser`` runs by default stays within the bounds of eager fp32 (bundled CT
+    weights, whichever are bundled; the three CT sample pairs)."""
+    _assert_within_bounds(Fuser(ct_model, device="cpu"), ct_reference, ct_pairs)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_exported_backends_meet_the_bounds_on_bundled_weights(backend, ct_model, ct_reference,
+                                                              ct_pairs):
+    """The ONNX export run by ONNX Runtime (test extra) or OpenVINO (where installed)."""
+    pytest.importorskip(backend)
+    fuser = Fuser(ct_model, device="cpu", backend=backend)
+    _assert_within_bounds(fuser, ct_reference, ct_pairs)
+
+
+def test_backend_needs_cpu_fp32_and_a_known_name():
+    model = BSAFusion().eval()
+    with pytest.raises(InputError, match="fp32 only"):
+        Fuser(model, device="cpu", backend="onnxruntime", precision="bf16")
+    with pytest.raises(InputError, match="unknown runtime"):
+        Fuser(model, device="cpu", backend="tensorrt")
 
 
 def test_agreement_values_and_failures():
@@ -97,3 +129,6 @@ def test_cli_precision_flag(command):
     assert parser.parse_args([command, *rest, "--precision", "bf16"]).precision == "bf16"
     with pytest.raises(SystemExit):
         parser.parse_args([command, *rest, "--precision", "int8"])
+    if command != "evaluate":
+        args = parser.parse_args([command, *rest, "--backend", "onnxruntime"])
+        assert args.backend == "onnxruntime"

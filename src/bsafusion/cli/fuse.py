@@ -34,6 +34,9 @@ def add_io_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="arithmetic of "
                    "the network: fp32 (default) or bf16 autocast (GPU, or CPUs with "
                    "AVX512-BF16 / AMX; outside issue 19's accuracy bounds, see README)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch",
+                   help="CPU: run the network by ONNX Runtime or OpenVINO (fp32; needs the "
+                   "[onnx] / [openvino] extra)")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="GPU: run the network directly instead of replaying CUDA graphs")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -139,7 +142,8 @@ def load_fuser(args: argparse.Namespace, pair: str):
 
     tune_cpu_allocator()  # our own process: keep freed memory for the next pair
     kwargs = {"work_size": args.work_size or None, "prealign": args.prealign,
-              "amp": args.amp, "cuda_graphs": args.cuda_graphs, "precision": args.precision}
+              "amp": args.amp, "cuda_graphs": args.cuda_graphs, "precision": args.precision,
+              "backend": args.backend}
     bundled = available_weights().get(pair)
     if args.weights or bundled:
         if not args.weights and bundled.get("note"):

@@ -23,6 +23,7 @@ from torch import Tensor
 from bsafusion.errors import InputError
 from bsafusion.infer import outputs
 from bsafusion.infer.fast import fast_network
+from bsafusion.infer.fast.onnx import ExportedNetwork
 from bsafusion.infer.fast.precision import PRECISIONS, native_bf16, precision_context
 from bsafusion.infer.procedure import DEFAULT_WORK_SIZE, align_and_fuse, resize_image, to_luma
 from bsafusion.infer.result import FusionResult
@@ -71,6 +72,9 @@ class Fuser:
             fp32; ``benchmarks/RESULTS.md``), so fp32 stays the default.
         cuda_graphs: with ``fast`` on a GPU, replay CUDA graphs for batches of up to 16
             (:class:`bsafusion.infer.fast.CudaGraphNetwork`); ``False`` runs the network directly.
+        backend: ``"torch"`` (default), or on a CPU ``"onnxruntime"`` / ``"openvino"``: the
+            folded network exported to ONNX (per input shape, on first use) and run by that
+            runtime, fp32 (:mod:`bsafusion.infer.fast.onnx`; extras ``onnx`` / ``openvino``).
 
     Example:
         >>> fuser = Fuser.from_pretrained("ct", device="cpu")  # doctest: +SKIP
@@ -80,7 +84,8 @@ class Fuser:
 
     def __init__(self, model: BSAFusion, device=None, *, work_size: int | None = DEFAULT_WORK_SIZE,
                  prealign: str | None = None, fast: bool = True, amp: bool = False,
-                 cuda_graphs: bool = True, precision: str = "fp32") -> None:
+                 cuda_graphs: bool = True, precision: str = "fp32", backend: str = "torch"
+                 ) -> None:
         default = next(model.parameters()).device
         self.device = torch.device(device) if device is not None else default
         if precision not in PRECISIONS:
@@ -91,7 +96,12 @@ class Fuser:
             log.warning("precision bf16: this CPU has no native bf16 kernels (AVX512-BF16 or "
                         "AMX), so the network runs much slower than in fp32 (~50x measured)")
         self.model = model.eval().to(self.device)
-        self.network = fast_network(self.model, cuda_graphs=cuda_graphs) if fast else self.model
+        if backend != "torch" and (self.device.type != "cpu" or self.precision != "fp32"):
+            raise InputError("backend", f"{backend} runs on the CPU in fp32 only")
+        if backend != "torch":
+            self.network = ExportedNetwork(self.model, backend)
+        else:
+            self.network = fast_network(self.model, cuda_graphs=cuda_graphs) if fast else self.model
         if work_size is not None and (work_size < 16 or work_size % 16):
             raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")
         if prealign not in (None, "rigid", "affine"):
