@@ -12,6 +12,7 @@ issue 19's bounds). Needs ``pip install onnx onnxruntime`` (extra ``onnx``) or `
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,7 +54,8 @@ def export_onnx(network: nn.Module, path: str | Path, shape: tuple[int, int, int
     inputs of ``shape``; inputs ``fixed``, ``moving``, outputs ``flow``, ``aligned``,
     ``fused``, ``flow_a``, ``flow_b``. Returns ``path``."""
     example = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it freezes: intended
         torch.onnx.export(_Outputs(network).eval(), (example, example), str(path),
                           dynamo=False, input_names=["fixed", "moving"],
                           output_names=list(_OUTPUTS), opset_version=17)
