@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -32,8 +33,19 @@ def test_gpu_paths_script_times_every_path():
 
 
 def test_inference_script_prints_the_side_by_side_table():
-    stdout = _run("benchmarks/inference.py", "--sizes", "32", "--batches", "1", "--repeats", "1",
-                  "--warmup", "0", "--no-tuned")
-    row = next(line for line in stdout.splitlines() if line.startswith("| 1 | 32²"))
-    assert "MISMATCH" not in row and row.count("x |") == 1, stdout
-    assert "peak RSS, one 32² pair" in stdout
+    """Every CPU path at 32², the ONNX export included where its runtimes are installed
+    (onnx + onnxruntime are in the ``test`` extra; openvino is optional)."""
+    paths = ["authors", "eager", "fast", "int8"]
+    for path in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(path) and importlib.util.find_spec("onnx"):
+            paths.append(path)
+    common = ("benchmarks/inference.py", "--sizes", "32", "--batches", "1", "--repeats", "1",
+              "--warmup", "0", "--no-tuned")
+    stdout = _run(*common, "--no-memory", "--paths", *paths)
+    rows = {line.split(" | ")[2]: line for line in stdout.splitlines()
+            if line.startswith("| 1 | 32²")}
+    assert set(rows) == set(paths), stdout
+    assert "failed" not in stdout and rows["authors"].count("1.00x") == 1, stdout
+    assert rows["fast"].endswith("| met |"), rows["fast"]  # exact rewrite: within the bounds
+    stdout = _run(*common, "--paths", "fast")
+    assert "peak RSS, one 32² pair (fresh process): fast" in stdout, stdout

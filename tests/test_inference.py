@@ -31,6 +31,8 @@ def test_folded_conv_is_exact_including_borders(size):
     x = torch.rand(2, 3, *size, dtype=torch.float64)
     expected = torch.cat([p(x) for p in pairs], dim=1)
     torch.testing.assert_close(folded(x), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(folded.forward_ones_channel(x), expected, rtol=1e-12,
+                               atol=1e-12)  # the form an ONNX export runs
 
 
 def test_fast_restormer_block_matches_reference():

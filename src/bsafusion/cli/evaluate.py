@@ -55,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (1: on a shared or busy CPU one thread per process is "
                    "several times faster than oversubscribed ones; the report records it)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="arithmetic of the network (as `fuse --precision`)")
     add_device_argument(p)
     p.set_defaults(handler=run, log_level=logging.INFO)
 
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out), pair=args.pair, split=args.split, seed=args.seed,
         weights=args.weights, methods=methods, image_size=args.image_size,
         limit=args.limit, name=args.name, elastix_iterations=args.elastix_iterations,
-        device=device, **opt))
+        device=device, precision=args.precision, **opt))
     print(f"scored {len(result.methods)} methods on {len({r['pair'] for r in result.rows})} "
           f"pairs ({result.weights_label.split(':')[0]}) -> {result.files['index.html']}")
     return 0

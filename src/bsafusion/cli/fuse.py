@@ -44,6 +44,12 @@ def add_io_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("--amp", action="store_true", help="GPU: bf16 autocast (faster; outputs "
                    "differ from fp32 by ~2e-3 on average, up to ~0.2 at single pixels)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="arithmetic of "
+                   "the network: fp32 (default) or bf16 autocast (GPU, or CPUs with "
+                   "AVX512-BF16 / AMX; outside issue 19's accuracy bounds, see README)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch",
+                   help="CPU: run the network by ONNX Runtime or OpenVINO (fp32; needs the "
+                   "[onnx] / [openvino] extra)")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="GPU: run the network directly instead of replaying CUDA graphs "
                    "(default: replay them)")
@@ -200,7 +206,8 @@ def load_fuser(args: argparse.Namespace, pair: str, device: str | None = None, i
     info = info if info is not None else check_weights(args, pair)
     tune_cpu_allocator()  # our own process: keep freed memory for the next pair
     kwargs = {"work_size": args.work_size or None, "prealign": args.prealign,
-              "amp": args.amp, "cuda_graphs": args.cuda_graphs}
+              "amp": args.amp, "cuda_graphs": args.cuda_graphs, "precision": args.precision,
+              "backend": args.backend}
     if info is not None:
         if info.status in ("interim", "untrained"):
             what = f"bundled {pair}" if not args.weights else str(args.weights)

@@ -74,6 +74,7 @@ class EvalConfig:
     landmarks: Path | None = None
     elastix_iterations: int = 256
     device: str = "cpu"  # where the network methods run
+    precision: str = "fp32"  # the network's arithmetic (bsafusion.Fuser's ``precision``)
 
 
 class EvalResult(NamedTuple):
@@ -159,7 +160,8 @@ def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str,
     for name in methods:
         if name == "bsafusion":
             built[name] = NetworkMethod(Fuser(model, device=cfg.device,
-                                              work_size=trained_size(cfg)))
+                                              work_size=trained_size(cfg),
+                                              precision=cfg.precision))
         elif name == "identity-net":
             built[name] = ZeroFlowNetwork(model)
         elif name in METHODS:

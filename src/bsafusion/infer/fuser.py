@@ -23,6 +23,8 @@ from torch import Tensor
 from bsafusion.errors import InputError
 from bsafusion.infer import outputs
 from bsafusion.infer.fast import fast_network
+from bsafusion.infer.fast.onnx import ExportedNetwork
+from bsafusion.infer.fast.precision import PRECISIONS, native_bf16, precision_context
 from bsafusion.infer.procedure import (
     DEFAULT_WORK_SIZE,
     align_and_fuse,
@@ -70,11 +72,18 @@ class Fuser:
             channels-last weights and CUDA graphs up to batch 16
             (:mod:`bsafusion.infer.fast.cuda`).
             ``False`` runs ``model`` as is.
-        amp: bf16 autocast on CUDA (with ``fast``, on an H200: 7 ms per 256² pair at batch 1,
-            931 pairs/s at batch 256, vs 30 ms and 523 for eager fp32; fused differs from fp32
-            by ~2e-3 on average, up to ~0.2 at single pixels). Ignored on CPU.
+        amp: ``precision="bf16"`` on CUDA (with ``fast``, on an H200: 7 ms per 256² pair at
+            batch 1, 931 pairs/s at batch 256, vs 30 ms and 523 for eager fp32). Ignored on CPU.
+        precision: ``"fp32"`` (default) or ``"bf16"``: bf16 autocast on a GPU or a CPU
+            (:mod:`bsafusion.infer.fast.precision`). On CPUs without AVX512-BF16 / AMX it is
+            far slower than fp32 (a warning says so). It is outside issue 19's accuracy
+            bounds (bundled CT weights: fused max 0.15-0.17, flow EPE mean 0.10 px against
+            fp32; ``benchmarks/RESULTS.md``), so fp32 stays the default.
         cuda_graphs: with ``fast`` on a GPU, replay CUDA graphs for batches of up to 16
             (:class:`bsafusion.infer.fast.CudaGraphNetwork`); ``False`` runs the network directly.
+        backend: ``"torch"`` (default), or on a CPU ``"onnxruntime"`` / ``"openvino"``: the
+            folded network exported to ONNX (per input shape, on first use) and run by that
+            runtime, fp32 (:mod:`bsafusion.infer.fast.onnx`; extras ``onnx`` / ``openvino``).
 
     Example:
         >>> fuser = Fuser.from_pretrained("ct", device="cpu")  # doctest: +SKIP
@@ -84,12 +93,24 @@ class Fuser:
 
     def __init__(self, model: BSAFusion, device=None, *, work_size: int | None = DEFAULT_WORK_SIZE,
                  prealign: str | None = None, fast: bool = True, amp: bool = False,
-                 cuda_graphs: bool = True) -> None:
+                 cuda_graphs: bool = True, precision: str = "fp32", backend: str = "torch"
+                 ) -> None:
         default = next(model.parameters()).device
         self.device = torch.device(device) if device is not None else default
+        if precision not in PRECISIONS:
+            raise InputError("precision", f"unknown precision {precision!r} (choose "
+                                          f"{' or '.join(PRECISIONS)})")
+        self.precision = "bf16" if amp and self.device.type == "cuda" else precision
+        if self.precision == "bf16" and self.device.type == "cpu" and not native_bf16():
+            log.warning("precision bf16: this CPU has no native bf16 kernels (AVX512-BF16 or "
+                        "AMX), so the network runs much slower than in fp32 (~50x measured)")
         self.model = model.eval().to(self.device)
-        self.network = fast_network(self.model, cuda_graphs=cuda_graphs) if fast else self.model
-        self.amp = amp and self.device.type == "cuda"
+        if backend != "torch" and (self.device.type != "cpu" or self.precision != "fp32"):
+            raise InputError("backend", f"{backend} runs on the CPU in fp32 only")
+        if backend != "torch":
+            self.network = ExportedNetwork(self.model, backend)
+        else:
+            self.network = fast_network(self.model, cuda_graphs=cuda_graphs) if fast else self.model
         if work_size is not None and (work_size < 16 or work_size % 16):
             raise InputError("work_size", f"must be a positive multiple of 16, got {work_size}")
         if prealign not in (None, "rigid", "affine"):
@@ -153,10 +174,10 @@ class Fuser:
             prealign = None if pairs is None else tuple(
                 torch.as_tensor(np.stack(part), dtype=torch.float32, device=self.device)
                 for part in zip(*pairs, strict=True))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            with precision_context(self.device, self.precision):
                 out = align_and_fuse(self.network, fixed, moving, work_size=self.work_size,
                                      prealign=prealign)
-            if self.amp:
+            if self.precision != "fp32":
                 out = out._replace(**{k: v.float() for k, v in out._asdict().items()
                                       if isinstance(v, Tensor)})
         return out._replace(meta={**out.meta, "prealign": pairs})

@@ -57,7 +57,8 @@ class PatchEmbed(nn.Module):
         """Args: enc: (B, 3, H, W) Fe. Returns: (B, N, D) patch tokens."""
         pos = self.pos_map
         if pos.shape[-2:] != enc.shape[-2:]:
-            pos = F.interpolate(pos, size=enc.shape[-2:], mode="bilinear", align_corners=True)
+            size = (int(enc.shape[-2]), int(enc.shape[-1]))  # ints: static in an ONNX trace
+            pos = F.interpolate(pos, size=size, mode="bilinear", align_corners=True)
         return map_to_tokens(self.proj(enc + pos))
 
 
