@@ -152,15 +152,17 @@ def trained_size(cfg: EvalConfig) -> int | None:
     return weights_info(name).work_size
 
 
-def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model) -> dict[str, Method]:
-    """The built-in methods named in ``methods`` (the network ones need ``model``)."""
+def build_methods(cfg: EvalConfig, methods: tuple[str, ...], model,
+                  work_size: int | None = None) -> dict[str, Method]:
+    """The built-in methods named in ``methods`` (the network ones need ``model``; the
+    network runs at ``work_size``, None = the test set's native size)."""
     elastix = baselines.ElastixSettings(transform=get_pair(cfg.pair).elastix_transform,
                                         iterations=cfg.elastix_iterations)
     built: dict[str, Method] = {}
     for name in methods:
         if name == "bsafusion":
             built[name] = NetworkMethod(Fuser(model, device=cfg.device,
-                                              work_size=trained_size(cfg),
+                                              work_size=work_size,
                                               precision=cfg.precision))
         elif name == "identity-net":
             built[name] = ZeroFlowNetwork(model)
@@ -207,9 +209,10 @@ def evaluate(cfg: EvalConfig, plugins: Sequence[Method] = ()) -> EvalResult:
     landmarks = load_landmarks(cfg.landmarks) if cfg.landmarks else {}
     model, weights_label = (build_model(cfg) if {"bsafusion", "identity-net"} & set(methods)
                             else (None, "none (no network method run)"))
-    if "bsafusion" in methods and (size := trained_size(cfg)):
+    size = trained_size(cfg) if "bsafusion" in methods else None  # one read of the weights
+    if size:
         weights_label += f"; run at {size} px, the size it was trained at (as `fuse` runs it)"
-    built = {**build_methods(cfg, methods, model), **{m.name: m for m in plugins}}
+    built = {**build_methods(cfg, methods, model, size), **{m.name: m for m in plugins}}
     _warm_up(methods, ts, built)
     rows, shown = [], {}
     eta = Eta(len(ts.names) * len(methods))
