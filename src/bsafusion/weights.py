@@ -172,7 +172,8 @@ def weights_info(name_or_path: str | os.PathLike) -> WeightsInfo:
     the file's sha256 is that of bundled weights (``interim``...), else the metadata's
     ``status``, else the weights themselves: a network whose normalisation scales are all
     still exactly 1 was never trained. ``work_size`` is the resolution the network was
-    trained at (the manifest's, else the metadata's ``work_size``, which ``export`` writes),
+    trained at (for bundled weights the manifest's, else the metadata's ``work_size``, which
+    ``export`` writes),
     the working size :class:`~bsafusion.infer.Fuser` and the CLI then use by default.
 
     Raises:
