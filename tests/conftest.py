@@ -35,17 +35,6 @@ def require_shared(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """The CLI, run in-process, gives the ``bsafusion`` logger its own handler and stops its
-    propagation (a CLI process owns its logging); put it back so that later tests' ``caplog``
-    still sees the package's records whatever the test order."""
-    logger = logging.getLogger("bsafusion")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 @pytest.fixture
 def one_thread():
     """One intra-op thread, restored afterwards: on a shared 2-core machine torch's thread

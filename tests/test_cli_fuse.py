@@ -35,15 +35,6 @@ def weights(tmp_path_factory):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI installs its own stderr handler on the 'bsafusion' logger; undo it."""
-    logger = logging.getLogger("bsafusion")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 def run_cli(*args, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see _one_thread
     return subprocess.run([sys.executable, "-m", "bsafusion", *map(str, args)], cwd=cwd,
@@ -167,6 +158,22 @@ def test_size_mismatch_and_opaque_alpha_warn_but_succeed(tmp_path, weights, caps
     assert code == 0, err
     assert "dropped its fully opaque alpha" in err and "resampled to the fixed grid" in err
     assert Image.open(tmp_path / "out" / "aligned" / "m.png").size == (256, 256)
+
+
+def test_in_process_main_leaves_the_package_logger_as_it_was(tmp_path, weights, capsys,
+                                                            caplog):
+    logger = logging.getLogger("bsafusion")
+    before = logger.handlers[:], logger.level, logger.propagate
+    s = sample_pairs("ct")[0]
+    ct = np.asarray(Image.open(s.moving).convert("L").resize((200, 230)))
+    _png(tmp_path / "m.png", ct)
+    assert main([str(a) for a in ("fuse", s.fixed, tmp_path / "m.png", "--weights", weights,
+                                  "--work-size", "32", "--no-panel", "-o", tmp_path)]) == 0
+    assert "resampled to the fixed grid" in capsys.readouterr().err  # the CLI's handler
+    assert (logger.handlers[:], logger.level, logger.propagate) == before
+    with caplog.at_level(logging.INFO, logger="bsafusion.infer"):
+        logging.getLogger("bsafusion.infer.fuser").info("after main")
+    assert "after main" in caplog.text  # propagates to the root again
 
 
 def test_existing_outputs_are_kept_without_overwrite(tmp_path, weights, capsys):

@@ -89,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         where, _, problem = str(exc).partition(": ")
         return _error(where, problem)
-    setup_logging(args.verbose, getattr(args, "log_level", logging.WARNING))
+    with setup_logging(args.verbose, getattr(args, "log_level", logging.WARNING)):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except BsafusionError as exc:

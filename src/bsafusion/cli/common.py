@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
+from collections.abc import Iterator
 
 from bsafusion.errors import ConfigError
 from bsafusion.pairs import canonical_pair, pair_names
@@ -182,15 +184,24 @@ class _Format(logging.Formatter):
         return record.getMessage()
 
 
-def setup_logging(verbose: bool = False, level: int = logging.WARNING) -> None:
-    """Library log records -> stderr (warnings as ``bsafusion: warning: ...``); ``-v`` shows
-    one level more (the CLI owns the handlers)."""
+@contextlib.contextmanager
+def setup_logging(verbose: bool = False, level: int = logging.WARNING) -> Iterator[None]:
+    """Within the block, library log records -> stderr (warnings as ``bsafusion: warning:
+    ...``; ``-v`` shows one level more); the ``bsafusion`` logger is put back as it was on
+    exit, so that ``main()`` called in-process (a notebook, a test) leaves no handler behind."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
     root = logging.getLogger("bsafusion")
+    saved = root.handlers[:], root.level, root.propagate
     root.handlers[:] = [handler]
     root.setLevel(level - 10 if verbose else level)
     root.propagate = False
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
 
 
 class Progress:
