@@ -21,7 +21,7 @@ import torch
 from bsafusion.config import ModelConfig, TrainConfig
 from bsafusion.losses import BSAFusionLoss
 from bsafusion.model import BSAFusion
-from bsafusion.train.trainer import training_step
+from bsafusion.train.step import training_step
 
 
 def _sync(device: torch.device) -> None:

@@ -29,7 +29,7 @@ from bsafusion.data.pairs import augment_pairs, load_pairs
 from bsafusion.losses import BSAFusionLoss, endpoint_loss, registration_loss, smoothness
 from bsafusion.model import BSAFusion
 from bsafusion.ops.warp import warp
-from bsafusion.train.trainer import TERMS, param_groups, training_step
+from bsafusion.train.step import TERMS, param_groups, training_step
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Module:

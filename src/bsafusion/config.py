@@ -149,14 +149,18 @@ class ModelConfig:
         return cls(**_known_fields(cls, data))
 
     @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
+    def from_json(cls, text: str, base: ModelConfig | dict[str, Any] | None = None
+                  ) -> ModelConfig:
+        """A config from a JSON object of fields, over ``base`` (a config or fields; the
+        defaults when None)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("config", f"not valid JSON ({exc.msg})") from None
         if not isinstance(data, dict):
             raise ConfigError("config", "must be a JSON object")
-        return cls.from_dict(data)
+        base = base.to_dict() if isinstance(base, ModelConfig) else dict(base or {})
+        return cls.from_dict({**base, **data})
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,9 @@ class TrainConfig:
         amp: bf16 autocast on CUDA (ignored on CPU).
         train_deform / val_deform: deformation of the training samples / validation set.
         model: the network's hyper-parameters.
+        init_weights: start the network from these weights (a run folder or checkpoint, a
+            safetensors file or a bundled name); optimiser, schedule and counters start
+            afresh. ``model`` must be the weights' own config (``recipe_config`` does that).
     """
 
     pair: str = "ct"
@@ -314,6 +321,7 @@ class TrainConfig:
     train_deform: DeformConfig = dataclasses.field(default_factory=DeformConfig.training)
     val_deform: DeformConfig = dataclasses.field(default_factory=DeformConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pair", get_pair(self.pair, "pair").name)

@@ -17,7 +17,7 @@ from bsafusion.config import TrainConfig
 from bsafusion.data import load_pairs
 from bsafusion.losses import BSAFusionLoss
 from bsafusion.model import BSAFusion
-from bsafusion.train.trainer import TERMS, param_groups, training_step
+from bsafusion.train.step import TERMS, param_groups, training_step
 
 
 def test_param_groups_put_the_ten_heads_apart():

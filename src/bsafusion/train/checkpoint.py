@@ -26,7 +26,7 @@ from bsafusion.io.atomic import atomic_write, refuse_overwrite
 from bsafusion.model import BSAFusion
 
 __all__ = ["CHECKPOINT_FORMAT", "export_weights", "find_checkpoint", "load_checkpoint",
-           "save_checkpoint"]
+           "load_network_state", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "bsafusion-train/1"
 
@@ -64,6 +64,28 @@ def find_checkpoint(run: str | os.PathLike, which: str = "best") -> Path:
         if (run / name).is_file():
             return run / name
     raise InputError(run, f"no {which}.pt or last.pt checkpoint in this run folder")
+
+
+def load_network_state(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
+                                                           ModelConfig]:
+    """The network of ``source``, to start a new run from (``--init``).
+
+    Args:
+        source: a run folder or a training checkpoint (``best.pt`` first), or inference
+            weights: a safetensors file (its sha256 checked as for inference) or a bundled
+            name such as ``"ct"``.
+    Returns:
+        (float32 state dict, its ModelConfig).
+    Raises:
+        InputError / WeightsError: unreadable or foreign file.
+    """
+    path = Path(source)
+    if path.is_dir() or path.suffix in (".pt", ".pth"):
+        state = load_checkpoint(find_checkpoint(path))
+        return state["model"], ModelConfig.from_dict(state["model_config"])
+    from bsafusion.weights import load_weights
+
+    return load_weights(source)
 
 
 def export_weights(run: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False,

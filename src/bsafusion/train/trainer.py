@@ -27,14 +27,13 @@ from torch.utils.data.distributed import DistributedSampler
 
 from bsafusion.config import TrainConfig
 from bsafusion.data.deform import deform
-from bsafusion.data.pairs import PairTensors, augment_pairs, load_pairs
-from bsafusion.data.synth import synthetic_fixed
+from bsafusion.data.pairs import PairTensors, load_pairs
 from bsafusion.errors import ConfigError, InputError
-from bsafusion.losses import LOSS_TERMS, BSAFusionLoss
+from bsafusion.losses import BSAFusionLoss
 from bsafusion.metrics.registration import endpoint_error_stats, ncc, registration_metrics
 from bsafusion.model import BSAFusion
 from bsafusion.ops.filters import gradient_l1
-from bsafusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bsafusion.train.checkpoint import load_checkpoint, load_network_state, save_checkpoint
 from bsafusion.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -43,8 +42,9 @@ from bsafusion.train.distributed import (
     teardown,
 )
 from bsafusion.train.monitor import RunMonitor
+from bsafusion.train.step import TERMS, bf16_autocast, param_groups, training_step
 
-__all__ = ["TERMS", "TrainResult", "Trainer", "param_groups", "train", "training_step"]
+__all__ = ["TrainResult", "Trainer", "train"]
 
 log = logging.getLogger(__name__)
 # ``time_budget_s`` fits the schedule once FIT_AFTER_EPOCHS epochs have run and
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 FIT_AFTER_EPOCHS = 4
 FIT_AFTER_FRACTION = 0.1
 BUDGET_SAFETY = 0.95  # fraction of the measured time left that the fitted schedule may use
-TERMS = LOSS_TERMS  # named in bsafusion.losses
 
 
 class TrainResult(NamedTuple):
@@ -94,6 +93,8 @@ class Trainer:
                                             f"{dist.world_size} processes")
         torch.manual_seed(cfg.seed)  # model init: identical on every rank
         self.model = BSAFusion(cfg.model).to(self.device).train()
+        if cfg.init_weights and state is None:
+            self._init_from(cfg.init_weights)
         self.optimizer = torch.optim.Adam(param_groups(self.model, cfg), lr=cfg.lr,
                                           betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -314,6 +315,18 @@ class Trainer:
         if name == "last.pt":
             self.monitor.plot(history)
 
+    def _init_from(self, source: str) -> None:
+        """Load the network of ``source`` (``init_weights``) into the new model, strictly."""
+        weights, config = load_network_state(source)
+        ours = self.config.model.to_dict()
+        differ = [f"{k}: {v!r} vs {ours.get(k)!r}" for k, v in config.to_dict().items()
+                  if k != "flow_init_std" and ours.get(k) != v]  # init only: irrelevant here
+        if differ:
+            raise ConfigError("init_weights", f"{source} holds another network "
+                                              f"({'; '.join(differ[:3])})")
+        self.model.load_state_dict(weights, strict=True)
+        log.info("network initialised from %s", source)
+
     def _restore(self, state: dict) -> None:
         """Load model, optimiser, schedule, counters and RNG states from ``state``."""
         if state.get("world_size", 1) != self.dist.world_size:
@@ -332,56 +345,6 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         log.info("resumed %s at epoch %d", self.out_dir, self.epoch)
-
-
-def param_groups(model: BSAFusion, config: TrainConfig) -> list[dict]:
-    """Adam's groups: the flow heads at ``lr * flow_head_lr_scale``, the rest at ``lr``."""
-    heads, rest = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (heads if ".flow_head." in name else rest).append(param)
-    return [{"params": rest},
-            {"params": heads, "lr": config.lr * config.flow_head_lr_scale}]
-
-
-def bf16_autocast(device: torch.device, config: TrainConfig) -> torch.autocast:
-    """bf16 autocast on CUDA when ``config.amp``; a disabled (no-op) autocast otherwise."""
-    return torch.autocast("cuda", dtype=torch.bfloat16,
-                          enabled=device.type == "cuda" and config.amp)
-
-
-def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
-                  optimizer: torch.optim.Optimizer, fixed: Tensor, label: Tensor, *,
-                  config: TrainConfig, generator: torch.Generator, p: float = 1.0,
-                  synth_probability: float = 0.0, with_fusion: bool = True) -> Tensor:
-    """Augment, deform, forward (bf16 autocast on CUDA if ``config.amp``), backward, step.
-
-    Args:
-        net: the network (or its DDP wrapper), in train mode.
-        fixed, label: (B, 1, H, W) the MRI and the undeformed moving image, aligned.
-        generator: RNG of the augmentation and the deformation, on the data's device.
-        p: the fusion balance of this epoch.
-        synth_probability: chance per sample that the fixed image is a random contrast of
-            the label (the modality curriculum).
-        with_fusion: False for a registration-only step (no fusion decoder, no cls/tr/fus).
-    Returns:
-        (len(TERMS) + 1,) float64 on the device: each term times B, then B (no host sync).
-    """
-    if config.augment:
-        fixed, label = augment_pairs((fixed, label), generator=generator)
-    fixed = synthetic_fixed(fixed, label, synth_probability, generator=generator)
-    moving, flow_gt, _ = deform(label, config.train_deform, generator=generator)
-    with bf16_autocast(fixed.device, config):
-        out = net(fixed, moving, with_fusion=with_fusion,
-                  return_transfer_logits=with_fusion)
-    terms = criterion(out, fixed, label, p, flow_gt=flow_gt)
-    optimizer.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    optimizer.step()
-    with torch.no_grad():
-        values = torch.stack([terms[t].detach().double() for t in TERMS])
-        b = fixed.shape[0]
-        return torch.cat((values * b, values.new_tensor([b])))
 
 
 def train(config: TrainConfig, *, resume: bool = False, device: str | None = None,
