@@ -16,10 +16,10 @@ from PIL import Image
 
 from bsafusion.cli import main
 from bsafusion.samples import sample_pairs
+from bsafusion.weights import resolve_weights
 
 CT = sample_pairs("ct")
-BUNDLED = Path(__file__).resolve().parents[1] / "src" / "bsafusion" / "assets" / \
-    "bsafusion-ct-interim-cpu.safetensors"
+BUNDLED = resolve_weights("ct")[0]  # the bundled CT weights (interim: the manifest says)
 
 
 # --------------------------------------------------------------------------- the context
