@@ -22,6 +22,7 @@ LAYERS = (
     "assets",      # package data
     "pairs",       # the table of modality pairs
     "config",
+    "recipes",     # named training settings (config only)
     "ops",         # pure tensor functions
     "io",          # files <-> numpy, no torch
     "weights",
