@@ -10,9 +10,9 @@ import torch
 from bsafusion.cli import main
 from bsafusion.config import ModelConfig
 from bsafusion.errors import ConfigError
+from bsafusion.recipes import RECIPES, recipe_config
 from bsafusion.train.checkpoint import load_checkpoint
 from bsafusion.train.distributed import init_distributed
-from bsafusion.recipes import RECIPES, recipe_config
 from bsafusion.train.trainer import Trainer
 
 from .conftest import TINY_MODEL

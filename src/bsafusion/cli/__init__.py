@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # library argument -> flag, where the flag's dest is not the argument's name
-ARGUMENT_FLAGS = {"fmt": "--format", "data_dir": "--data", "out_dir": "--out", "init_weights": "--init",
-                  "time_budget_s": "--time-budget"}
+ARGUMENT_FLAGS = {"fmt": "--format", "data_dir": "--data", "out_dir": "--out",
+                  "init_weights": "--init", "time_budget_s": "--time-budget"}
 
 
 def flag_for(where: str, parser: argparse.ArgumentParser) -> str:

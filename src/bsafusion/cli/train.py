@@ -95,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
     from bsafusion.data.pairs import default_data_dir, resolve_pair_dir
     from bsafusion.errors import BsafusionError, ConfigError
     from bsafusion.io.atomic import check_out_dir
+    from bsafusion.recipes import recipe_config
     from bsafusion.train import train
     from bsafusion.train.checkpoint import load_network_state
-    from bsafusion.recipes import recipe_config
 
     device = resolve_device(args.device)
     check_out_dir(args.out)
