@@ -67,5 +67,3 @@ def training_step(net: torch.nn.Module, criterion: BSAFusionLoss,
         values = torch.stack([terms[t].detach().double() for t in TERMS])
         b = fixed.shape[0]
         return torch.cat((values * b, values.new_tensor([b])))
-
-
