@@ -167,6 +167,25 @@ def test_endpoint_loss_hand_value():
     assert float(endpoint_loss(flow, gt)) == pytest.approx(5.0)
     gt[..., :2, :] = 0.0  # half the pixels exact
     assert float(endpoint_loss(flow, gt)) == pytest.approx(2.5)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., 1:3, :] = True  # row 1 exact, row 2 at 5 px: 20 px over 8 pixels
+    mask[..., 3, 0] = True  # and one more 5 px pixel: 25 / 9
+    assert float(endpoint_loss(flow, gt, mask)) == pytest.approx(25.0 / 9.0)
+    assert float(endpoint_loss(flow, gt, torch.zeros_like(mask))) == 0.0
+
+
+def test_epe_region_head_counts_only_the_moving_images_head():
+    out = _fake_output()
+    fixed, label = torch.rand(2, 1, 32, 32), torch.zeros(2, 1, 32, 32)
+    label[..., :8, :] = 0.5  # the "head": a quarter of the image, label > FOREGROUND
+    gt = out.flow.clone()
+    gt[..., 8:, :] += torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # wrong off the head only
+    every = BSAFusionLoss(epe_region="all")(out, fixed, label, flow_gt=gt)["epe"]
+    head = BSAFusionLoss(epe_region="head")(out, fixed, label, flow_gt=gt)["epe"]
+    assert float(every) == pytest.approx(0.75 * 5.0, rel=1e-5)
+    assert float(head) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="epe_region"):
+        BSAFusionLoss(epe_region="brain")
 
 
 def test_epe_weight_adds_to_total_and_registration_only_stage():

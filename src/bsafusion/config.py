@@ -18,8 +18,8 @@ from bsafusion.errors import ConfigError
 from bsafusion.pairs import get_pair
 
 __all__ = [
-    "FUSION_TARGETS", "ColorConvention", "DeformConfig", "FeatureWarp", "ModelConfig",
-    "TokenOrder", "TrainConfig",
+    "EPE_REGIONS", "FUSION_TARGETS", "ColorConvention", "DeformConfig", "FeatureWarp",
+    "ModelConfig", "TokenOrder", "TrainConfig",
 ]
 
 
@@ -238,6 +238,7 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 
 FUSION_TARGETS = ("aligned", "label")  # see bsafusion.losses.BSAFusionLoss
+EPE_REGIONS = ("all", "head")  # ditto
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,8 @@ class TrainConfig:
             undeformed image); see :class:`bsafusion.losses.BSAFusionLoss`.
         epe_weight: weight of a supervised end-point-error term against the exact synthetic
             field (ours, issue 14; 0 = the paper).
+        epe_region: ``"all"`` pixels or the ``"head"`` only (see
+            :class:`bsafusion.losses.BSAFusionLoss`).
         reg_first_epochs: the first K epochs train registration only (``L_reg + L_smooth +
             epe_weight * L_epe``, the fusion decoder skipped); then the full loss.
         synth_fixed_epochs: modality curriculum: over the first K epochs the fixed image of
@@ -308,6 +311,7 @@ class TrainConfig:
     budget_fitted: bool = False
     fusion_target: str = "aligned"
     epe_weight: float = 0.0
+    epe_region: str = "all"
     reg_first_epochs: int = 0
     synth_fixed_epochs: int = 0
     synth_fixed_start: float = 1.0
@@ -346,6 +350,9 @@ class TrainConfig:
         if self.fusion_target not in FUSION_TARGETS:
             raise ConfigError("fusion_target", f"{self.fusion_target!r} is not one of "
                                                f"{', '.join(FUSION_TARGETS)}")
+        if self.epe_region not in EPE_REGIONS:
+            raise ConfigError("epe_region", f"{self.epe_region!r} is not one of "
+                                            f"{', '.join(EPE_REGIONS)}")
         if self.image_size is not None and (self.image_size < 16 or self.image_size % 16):
             raise ConfigError("image_size", "must be a positive multiple of 16")
         for name, cls in (("train_deform", DeformConfig), ("val_deform", DeformConfig),

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsafusion.config import FUSION_TARGETS
+from bsafusion.config import EPE_REGIONS, FUSION_TARGETS
 from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
+    "FOREGROUND",
     "LEVEL_WEIGHTS",
     "LOSS_TERMS",
     "PLOTTED_TERMS",
@@ -35,6 +36,7 @@ __all__ = [
     "transfer_loss",
 ]
 
+FOREGROUND = 0.05  # intensity above which a pixel of the undeformed moving image is "head"
 MRI_CLASS = 1  # logits index of the MRI class (§4: L_cls targets [0, 1] for A)
 LEVEL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # coarse to fine (§4)
 # the named terms BSAFusionLoss returns when given flow_gt (the trainer logs each, in order)
@@ -82,14 +84,20 @@ def registration_loss(aligned: Tensor, label: Tensor) -> Tensor:
     return ssim_loss(label, aligned) + F.l1_loss(aligned, label)
 
 
-def endpoint_loss(flow: Tensor, flow_gt: Tensor) -> Tensor:
+def endpoint_loss(flow: Tensor, flow_gt: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean end-point error ``mean_p |flow(p) - flow_gt(p)|_2`` in pixels (ours, not the
     paper's: the synthetic deformation gives the exact field, issue 14).
 
     Args:
         flow, flow_gt: (B, 2, H, W) px.
+        mask: optional (B, 1, H, W) bool, the pixels to average over (e.g. the head, where
+            the images show the displacement); None: every pixel. An empty mask gives 0.
     """
-    return (flow - flow_gt).square().sum(dim=1).add(1e-12).sqrt().mean()
+    epe = (flow - flow_gt).square().sum(dim=1, keepdim=True).add(1e-12).sqrt()
+    if mask is None:
+        return epe.mean()
+    weight = mask.to(epe.dtype)
+    return (epe * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def smoothness(flow: Tensor) -> Tensor:
@@ -149,6 +157,9 @@ class BSAFusionLoss(nn.Module):
             ``L_fus`` also pulls on the flow) or ``"label"`` (ours, optional: the undeformed
             image I_B*, which a correct B~ equals, so ``L_fus`` rewards correct alignment).
         epe_weight: weight of the supervised end-point-error term (ours; 0 = the paper).
+        epe_region: where that term counts: ``"all"`` pixels, or the ``"head"`` only
+            (label > :data:`FOREGROUND`, as ``bsafusion evaluate`` scores it): the
+            background shows no displacement, so its error only adds noise to the gradient.
 
     Registration-only stage: when ``out.fused`` is None (the network ran without its fusion
     decoder) the total is ``L_reg + L_smooth + w L_epe`` and ``cls``, ``tr``, ``fus``,
@@ -163,10 +174,14 @@ class BSAFusionLoss(nn.Module):
     """
 
     def __init__(self, level_weights: Sequence[float] = LEVEL_WEIGHTS,
-                 fusion_target: str = "aligned", epe_weight: float = 0.0) -> None:
+                 fusion_target: str = "aligned", epe_weight: float = 0.0,
+                 epe_region: str = "all") -> None:
         super().__init__()
         if fusion_target not in FUSION_TARGETS:
             raise ValueError(f"fusion_target {fusion_target!r} is not one of {FUSION_TARGETS}")
+        if epe_region not in EPE_REGIONS:
+            raise ValueError(f"epe_region {epe_region!r} is not one of {EPE_REGIONS}")
+        self.epe_region = epe_region
         self.level_weights = tuple(float(w) for w in level_weights)
         self.fusion_target = fusion_target
         self.epe_weight = float(epe_weight)
@@ -181,7 +196,8 @@ class BSAFusionLoss(nn.Module):
                                            self.level_weights)}
         supervised = aligned.new_zeros(())
         if flow_gt is not None:
-            terms["epe"] = endpoint_loss(f32(out.flow), f32(flow_gt))
+            head = label > FOREGROUND if self.epe_region == "head" else None
+            terms["epe"] = endpoint_loss(f32(out.flow), f32(flow_gt), head)
             supervised = self.epe_weight * terms["epe"]
         if out.fused is None:  # registration-only stage
             zero = aligned.new_zeros(())

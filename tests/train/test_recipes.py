@@ -29,6 +29,9 @@ def test_recipes_fields_and_overrides():
     assert mine.lr == 1e-3 and mine.image_size == 128  # None: the flag was not given
     assert mine.model.embed_dim == 32 and mine.model.reg_pyramid == "joint"
     assert recipe_config("fast", model=ModelConfig()).model == ModelConfig()  # as is
+    assert fast.epe_region == "all"
+    with pytest.raises(ConfigError, match="not one of all, head"):
+        recipe_config("fast", epe_region="brain")
     with pytest.raises(ConfigError, match="not one of paper, fast"):
         recipe_config("slow")
     with pytest.raises(ConfigError) as err:
@@ -49,9 +52,10 @@ def test_cli_fast_recipe_then_init_at_another_size(aanlib_dir, tmp_path, capsys)
     assert config["model"]["reg_pyramid"] == "joint" and config["model"]["embed_dim"] == 32
     # --init: the network and its config are the checkpoint's; the schedule is new
     assert main(["train", *common, "--init", str(first), "--image-size", "48", "-o",
-                 str(second)]) == 0
+                 str(second), "--epe-region", "head"]) == 0
     config = json.loads((second / "config.json").read_text())
     assert config["model"]["embed_dim"] == 32 and config["model"]["reg_pyramid"] == "joint"
+    assert config["epe_region"] == "head"
     assert config["image_size"] == 48 and config["init_weights"] == str(first)
     trainer = Trainer(recipe_config("paper", **{**config, "model": ModelConfig.from_dict(
         config["model"])}), init_distributed("cpu"), progress=False)

@@ -12,7 +12,7 @@ from bsafusion.cli.common import (
     multiple_of_16,
     resolve_device,
 )
-from bsafusion.config import FUSION_TARGETS, TrainConfig
+from bsafusion.config import EPE_REGIONS, FUSION_TARGETS, TrainConfig
 from bsafusion.recipes import RECIPES
 
 
@@ -61,6 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(label)", "fusion_target"))
     p.add_argument("--epe-weight", type=float, help=_by_recipe(
         "weight of a supervised end-point-error term (0: the paper)", "epe_weight"))
+    p.add_argument("--epe-region", choices=EPE_REGIONS, help=_by_recipe(
+        "where the end-point-error term counts: all pixels, or the head only (where the "
+        "images show the displacement, as evaluate scores it)", "epe_region"))
     p.add_argument("--reg-first-epochs", type=int, help=_by_recipe(
         "train registration only for the first K epochs", "reg_first_epochs"))
     p.add_argument("--synth-fixed-epochs", type=int, help=_by_recipe(
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         args.recipe, model=model, pair=args.pair, data_dir=str(args.data or default_data_dir()),
         out_dir=args.out, num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
         flow_head_lr_scale=args.flow_head_lr_scale, fusion_target=args.fusion_target,
-        epe_weight=args.epe_weight, reg_first_epochs=args.reg_first_epochs,
+        epe_weight=args.epe_weight, epe_region=args.epe_region,
+        reg_first_epochs=args.reg_first_epochs,
         synth_fixed_epochs=args.synth_fixed_epochs, warmup_epochs=args.warmup_epochs,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
         stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,

@@ -31,11 +31,11 @@ from bsafusion.errors import InputError
 from bsafusion.infer.procedure import split_color
 from bsafusion.io.atomic import atomic_write
 from bsafusion.io.image import read_image, write_png
+from bsafusion.losses import FOREGROUND
 from bsafusion.ops.color import ycbcr_to_rgb
 
 __all__ = ["FOREGROUND", "Testset", "TestsetReport", "load_testset", "make_testset"]
 
-FOREGROUND = 0.05  # intensity above which a pixel of the undeformed moving image is "head"
 
 
 class Testset(NamedTuple):

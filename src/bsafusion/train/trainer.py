@@ -100,7 +100,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.num_epochs, eta_min=cfg.lr * cfg.lr_min_ratio)
         self.criterion = BSAFusionLoss(fusion_target=cfg.fusion_target,
-                                       epe_weight=cfg.epe_weight)
+                                       epe_weight=cfg.epe_weight,
+                                       epe_region=cfg.epe_region)
         self.generator = torch.Generator(device=self.device).manual_seed(
             cfg.seed * 1_000_003 + dist.rank)
         self.epoch, self.p, self.best_metric, self.best_epoch = 0, 1.0, float("inf"), 0
