@@ -70,6 +70,13 @@ class Ctx:
         return ["fuse", "--fixed-dir", a, "--moving-dir", b, "--work-size", "32", "--no-panel",
                 "-o", self.out, *args]
 
+    def without_bundled(self, name: str) -> None:
+        """As if no weights were bundled for ``name`` (the manifest without its entry)."""
+        import bsafusion.weights as weights
+
+        entries = {k: v for k, v in weights.available_weights().items() if k != name}
+        self.mp.setattr(weights, "_manifest", lambda: entries)
+
     def disk_full_after(self, n_files: int) -> None:
         """Every image / array writer fails with ENOSPC once ``n_files`` were written,
         leaving a partial file behind as a real full disk does."""

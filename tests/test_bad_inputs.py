@@ -190,7 +190,7 @@ CASES = [
     Case("text file as .pt weights", lambda c: c.fuse("--weights", c.file("w.pt", "hello\n")),
          where="w.pt", problem="not a PyTorch file"),
     Case("no bundled weights", lambda c: c.fuse("--pair", "pet"), where="pet",
-         problem="no trained weights are bundled"),
+         setup=lambda c: c.without_bundled("pet"), problem="no trained weights are bundled"),
     # ---- outputs (failures 5 and 6: a full disk; --skip-existing; existing outputs)
     Case("outputs exist", lambda c: c.fuse("--no-panel"), where="16010.png",
          problem="exists (pass --overwrite", files=outputs("16010"),

@@ -233,9 +233,12 @@ def test_colour_pair_is_scored_on_y_and_shown_in_colour(tmp_path, aanlib_dir):
     assert (np.abs(arr[..., 0] - arr[..., 2]) > 40).any()  # pseudo-colour survived
 
 
-def test_a_pair_without_bundled_weights_scores_a_labelled_untrained_network():
+def test_a_pair_without_bundled_weights_scores_a_labelled_untrained_network(monkeypatch):
+    import bsafusion.weights as weights
     from bsafusion.evaluation.run import build_model
 
+    entries = {k: v for k, v in weights.available_weights().items() if k != "pet"}
+    monkeypatch.setattr(weights, "_manifest", lambda: entries)
     model, label = build_model(EvalConfig(out_dir=Path("unused"), pair="pet", seed=3))
     assert label.startswith("UNTRAINED network") and "seed 3" in label
     assert not model.training
