@@ -201,5 +201,6 @@ def test_fast_recipe_levers_run_and_log(tiny_config, tmp_path):
         rows = list(csv.DictReader(f))
     assert [float(r["train_fus"]) for r in rows[:2]] == [0.0, 0.0]
     assert float(rows[2]["train_fus"]) > 0
-    for key in ("val_epe_edge", "val_flow_mag", "val_ncc_identity", "val_epe_edge_identity"):
+    for key in ("val_epe_edge", "val_flow_mag", "val_ncc_identity", "val_epe_edge_identity",
+                "val_epe_head", "val_epe_head_identity"):
         assert all(math.isfinite(float(r[key])) for r in rows)

@@ -29,7 +29,7 @@ from bsafusion.config import TrainConfig
 from bsafusion.data.deform import deform
 from bsafusion.data.pairs import PairTensors, load_pairs
 from bsafusion.errors import ConfigError, InputError
-from bsafusion.losses import BSAFusionLoss
+from bsafusion.losses import FOREGROUND, BSAFusionLoss
 from bsafusion.metrics.registration import endpoint_error_stats, ncc, registration_metrics
 from bsafusion.model import BSAFusion
 from bsafusion.ops.filters import gradient_l1
@@ -207,7 +207,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """Score ``val`` under the fixed-seed deformation (means over pairs)."""
-        fixed, label, moving, flow_gt, edges = self.val_set
+        fixed, label, moving, flow_gt, edges, head = self.val_set
         self.model.eval()
         sums: dict[str, Tensor] = {}
         for idx in torch.arange(fixed.shape[0], device=self.device).split(
@@ -218,6 +218,7 @@ class Trainer:
             metrics = registration_metrics(out.aligned.float(), label[idx], flow, flow_gt[idx])
             metrics["flow_mag"] = flow.norm(dim=1).flatten(1).mean(dim=1)
             metrics["epe_edge"] = endpoint_error_stats(flow, flow_gt[idx], edges[idx])[0]
+            metrics["epe_head"] = endpoint_error_stats(flow, flow_gt[idx], head[idx])[0]
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value.double().sum()
         self.model.train()
@@ -225,6 +226,7 @@ class Trainer:
         row = {f"val_{k}": float(v) / n for k, v in sums.items()}
         row["val_epe_identity"] = self.identity_epe
         row["val_epe_edge_identity"] = self.identity_epe_edge
+        row["val_epe_head_identity"] = self.identity_epe_head
         row["val_ncc_identity"] = self.identity_ncc
         return row
 
@@ -284,10 +286,12 @@ class Trainer:
         grad = gradient_l1(val.moving)[:, 0]
         edges = grad >= grad.flatten(1).quantile(0.9, dim=1).view(-1, 1, 1)
         self.identity_epe = float(flow_gt.norm(dim=1).mean())
-        self.identity_epe_edge = float(endpoint_error_stats(torch.zeros_like(flow_gt), flow_gt,
-                                                            edges)[0].mean())
+        head = val.moving[:, 0] > FOREGROUND  # where evaluate scores the end-point error
+        zero = torch.zeros_like(flow_gt)
+        self.identity_epe_edge = float(endpoint_error_stats(zero, flow_gt, edges)[0].mean())
+        self.identity_epe_head = float(endpoint_error_stats(zero, flow_gt, head)[0].mean())
         self.identity_ncc = float(ncc(moving, val.moving).mean())
-        return val.fixed, val.moving, moving, flow_gt, edges
+        return val.fixed, val.moving, moving, flow_gt, edges, head
 
     def _rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
