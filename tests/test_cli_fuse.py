@@ -65,9 +65,22 @@ def test_demo_writes_the_four_outputs(tmp_path):
     assert Image.open(out / "panel" / "16010.png").size[0] >= 4 * 256
     again = run_cli("fuse", "--demo", "--out", "demo_out", cwd=tmp_path)  # the README, twice
     assert again.returncode == 0 and "holds the demo's outputs" in again.stdout
-    # a pair without bundled weights: the demo says it runs an untrained network
+    # PET: the bundled interim PET weights, said so, colour out
     pet = run_cli("fuse", "--demo", "--pair", "pet", "--no-panel", "--out", "pet", cwd=tmp_path)
-    assert pet.returncode == 0 and "untrained network" in pet.stderr
+    assert pet.returncode == 0 and "bundled pet weights are interim" in pet.stderr, pet.stderr
+    (fused,) = (tmp_path / "pet" / "fused").glob("*.png")
+    assert np.asarray(Image.open(fused)).shape == (256, 256, 3)
+
+
+def test_demo_of_a_pair_without_bundled_weights_says_it_runs_an_untrained_network(
+        tmp_path, monkeypatch, capsys):
+    import bsafusion.weights as weights
+
+    entries = {k: v for k, v in weights.available_weights().items() if k != "pet"}
+    monkeypatch.setattr(weights, "_manifest", lambda: entries)
+    assert main(["fuse", "--demo", "--pair", "pet", "--work-size", "32", "--no-panel", "-o",
+                 str(tmp_path / "pet")]) == 0
+    assert "untrained network" in capsys.readouterr().err
 
 
 def test_single_pair_16bit_non_square(tmp_path, weights):
