@@ -3,7 +3,7 @@
     python scripts/compare_runs.py runs/ct-cpu-ab-faithful runs/ct-cpu-ab-pyramid -o cmp.png
 
 Each run folder's ``log.csv`` gives, per validated epoch, the end-point error (mean and on
-edges), NCC of aligned vs undeformed and the mean |flow|; dashed lines are the zero field's.
+edges, and over the head where the log has it), NCC of aligned vs undeformed and the mean |flow|; dashed lines are the zero field's.
 The x axis is training steps (epochs x steps per epoch, from ``config.json``).
 """
 
@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 PANELS = (("val_epe_mean", "val_epe_identity", "val EPE (px)"),
+          ("val_epe_head", "val_epe_head_identity", "val EPE over the head (px)"),
           ("val_epe_edge", "val_epe_edge_identity", "val EPE on edges (px)"),
           ("val_ncc", "val_ncc_identity", "val NCC"),
           ("val_flow_mag", None, "val mean |flow| (px)"))
