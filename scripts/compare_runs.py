@@ -2,8 +2,9 @@
 
     python scripts/compare_runs.py runs/ct-cpu-ab-faithful runs/ct-cpu-ab-pyramid -o cmp.png
 
-Each run folder's ``log.csv`` gives, per validated epoch, the end-point error (mean and on
-edges, and over the head where the log has it), NCC of aligned vs undeformed and the mean |flow|; dashed lines are the zero field's.
+Each run folder's ``log.csv`` gives, per validated epoch, the end-point error (mean, on
+edges and, where the log has it, over the head), NCC of aligned vs undeformed and the mean
+|flow|; dashed lines are the zero field's.
 The x axis is training steps (epochs x steps per epoch, from ``config.json``).
 """
 

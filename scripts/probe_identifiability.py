@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from bsafusion.evaluation.baselines import ElastixSettings, elastix_register
-from bsafusion.evaluation.testset import FOREGROUND, load_testset
+from bsafusion.evaluation.testset import load_testset
+from bsafusion.losses import head_mask
 from bsafusion.metrics.registration import endpoint_error_stats
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     errors = {(name, kind): [] for name in methods for kind in ("mono", "cross")} | {
         ("zero", ""): []}
     for i, stem in enumerate(ts.names):
-        head, truth = ts.label[i:i + 1] > FOREGROUND, ts.flow[i:i + 1]
+        head, truth = head_mask(ts.label[i:i + 1, :1]), ts.flow[i:i + 1]
 
         def epe(flow: torch.Tensor, truth=truth, head=head) -> float:
             return float(endpoint_error_stats(flow.reshape(truth.shape).float(), truth,

@@ -14,6 +14,7 @@ from bsafusion.losses import (
     classification_loss,
     endpoint_loss,
     fusion_loss,
+    head_mask,
     registration_loss,
     smoothness,
     smoothness_loss,
@@ -201,3 +202,14 @@ def test_epe_weight_adds_to_total_and_registration_only_stage():
     torch.testing.assert_close(reg_only["total"],
                                reg_only["reg"] + reg_only["smooth"] + 0.5 * reg_only["epe"])
     assert all(float(reg_only[t]) == 0.0 for t in ("cls", "tr", "fus", "ssim_a", "ssim_b"))
+
+
+def test_head_mask_is_relative_to_the_black_level():
+    # grey (black 0) and BT.601 Y (black 16/255): the same 2x3 head in both, and only it
+    grey = torch.zeros(2, 1, 6, 6)
+    grey[..., 1:3, 2:5] = 0.4
+    y = grey * (219 / 255) + 16 / 255
+    assert int(head_mask(grey).sum()) == int(head_mask(y).sum()) == 2 * 6
+    assert torch.equal(head_mask(grey), head_mask(y))
+    y[0, 0, 0, 0] = 16 / 255 + 0.04  # faint background noise stays background
+    assert not head_mask(y)[0, 0, 0, 0]

@@ -22,6 +22,7 @@ from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
     "FOREGROUND",
+    "head_mask",
     "LEVEL_WEIGHTS",
     "LOSS_TERMS",
     "PLOTTED_TERMS",
@@ -36,13 +37,25 @@ __all__ = [
     "transfer_loss",
 ]
 
-FOREGROUND = 0.05  # intensity above which a pixel of the undeformed moving image is "head"
+FOREGROUND = 0.05  # intensity above the black level at which a pixel of the moving image is "head"
 MRI_CLASS = 1  # logits index of the MRI class (§4: L_cls targets [0, 1] for A)
 LEVEL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # coarse to fine (§4)
 # the named terms BSAFusionLoss returns when given flow_gt (the trainer logs each, in order)
 LOSS_TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", "epe")
 PLOTTED_TERMS = ("total", "reg", "fus", "smooth", "cls", "tr")  # the loss curve's
 
+
+
+def head_mask(image: Tensor) -> Tensor:
+    """Where an undeformed moving image shows the head: more than :data:`FOREGROUND` above
+    its own black level (0 for grey CT; 16/255 for BT.601 Y of PET/SPECT, §7).
+
+    Args:
+        image: (B, 1, H, W) in [0, 1].
+    Returns:
+        (B, 1, H, W) bool.
+    """
+    return image > image.amin(dim=(-2, -1), keepdim=True) + FOREGROUND
 
 def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
     """``1 - mean SSIM`` over the batch (11x11 Gaussian window, sigma 1.5; scalar)."""
@@ -158,7 +171,7 @@ class BSAFusionLoss(nn.Module):
             image I_B*, which a correct B~ equals, so ``L_fus`` rewards correct alignment).
         epe_weight: weight of the supervised end-point-error term (ours; 0 = the paper).
         epe_region: where that term counts: ``"all"`` pixels, or the ``"head"`` only
-            (label > :data:`FOREGROUND`, as ``bsafusion evaluate`` scores it): the
+            (:func:`head_mask` of label, as ``bsafusion evaluate`` scores it): the
             background shows no displacement, so its error only adds noise to the gradient.
 
     Registration-only stage: when ``out.fused`` is None (the network ran without its fusion
@@ -196,7 +209,7 @@ class BSAFusionLoss(nn.Module):
                                            self.level_weights)}
         supervised = aligned.new_zeros(())
         if flow_gt is not None:
-            head = label > FOREGROUND if self.epe_region == "head" else None
+            head = head_mask(label) if self.epe_region == "head" else None
             terms["epe"] = endpoint_loss(f32(out.flow), f32(flow_gt), head)
             supervised = self.epe_weight * terms["epe"]
         if out.fused is None:  # registration-only stage

@@ -54,8 +54,8 @@ TABLES = (
 CONVENTIONS = (
     "Grey levels 0-255 (VIFB's scale); PET/SPECT and colour outputs scored on BT.601 Y "
     "(0.257 R + 0.504 G + 0.098 B + 0.0625). Fusion metrics: A = MRI, B = the undeformed "
-    f"moving image, F = fused, quantised to 8 bits. EPE over the head (label > {FOREGROUND}); "
-    "fold % = "
+    "moving image, F = fused, quantised to 8 bits. EPE over the head (label > its black "
+    f"level + {FOREGROUND}); fold % = "
     "pixels with det J ≤ 0; inv. cons. = |φ_AB + φ_BA∘(id+φ_AB)| with φ_BA = φ_A − φ_B. "
     "Qabf uses VIFB's constants, so Qabf(A, A, A) = 0.975. Qcv: lower is better."
 )

@@ -1,7 +1,7 @@
 """Scoring one method's result on one pair of the test set (see :mod:`bsafusion.evaluation`).
 
 - **registration**: NCC, MSE, SSIM of aligned vs ``label`` (Y for PET/SPECT), end-point error
-  vs the ground truth over the head (``label`` > :data:`~bsafusion.evaluation.testset.FOREGROUND`;
+  vs the ground truth over the head (:func:`bsafusion.losses.head_mask` of ``label``:
   mean and 95th percentile, px), % of pixels whose Jacobian determinant is ≤ 0, inverse
   consistency where a reverse field exists (the network: φ_BA = φ_A − φ_B), and TRE (px) when
   landmarks are given;
@@ -20,8 +20,9 @@ import torch
 from torch import Tensor
 
 from bsafusion.errors import InputError
-from bsafusion.evaluation.testset import FOREGROUND, Testset
+from bsafusion.evaluation.testset import Testset
 from bsafusion.infer.result import FusionResult
+from bsafusion.losses import head_mask
 from bsafusion.metrics import fusion as fusion_metrics
 from bsafusion.metrics import registration as reg
 
@@ -44,7 +45,7 @@ def score(ts: Testset, i: int, result: FusionResult[Tensor], landmarks: np.ndarr
         row["MSE"] = float(reg.mse(aligned, label)[0])
         row["SSIM_reg"] = float(reg.ssim(aligned, label)[0])
     if result.flow is not None:
-        head = label > FOREGROUND
+        head = head_mask(label)
         mean, p95 = reg.endpoint_error_stats(result.flow, ts.flow[i:i + 1], head)
         row["EPE"], row["EPE_p95"] = float(mean[0]), float(p95[0])
         row["fold_pct"] = float(reg.folding_percent(result.flow)[0])

@@ -31,7 +31,7 @@ from bsafusion.errors import InputError
 from bsafusion.infer.procedure import split_color
 from bsafusion.io.atomic import atomic_write
 from bsafusion.io.image import read_image, write_png
-from bsafusion.losses import FOREGROUND
+from bsafusion.losses import FOREGROUND, head_mask
 from bsafusion.ops.color import ycbcr_to_rgb
 
 __all__ = ["FOREGROUND", "Testset", "TestsetReport", "load_testset", "make_testset"]
@@ -82,7 +82,7 @@ def make_testset(data_dir: str | os.PathLike, modality: str, out_dir: str | os.P
     moving = pairs.moving if pairs.chroma is None else torch.cat((pairs.moving, pairs.chroma), 1)
     gen = torch.Generator(device=dev).manual_seed(seed)
     result = deform(moving, cfg, generator=gen)
-    head = moving[:, :1] > FOREGROUND
+    head = head_mask(moving[:, :1])
     disp = result.flow.norm(dim=1, keepdim=True)[head]
     stats = _per_pair_stats(result.deformed[:, :1], moving[:, :1], result.flow, head)
     to_image = _to_rgb if pairs.chroma is not None else _to_grey

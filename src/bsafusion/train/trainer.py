@@ -29,7 +29,7 @@ from bsafusion.config import TrainConfig
 from bsafusion.data.deform import deform
 from bsafusion.data.pairs import PairTensors, load_pairs
 from bsafusion.errors import ConfigError, InputError
-from bsafusion.losses import FOREGROUND, BSAFusionLoss
+from bsafusion.losses import BSAFusionLoss, head_mask
 from bsafusion.metrics.registration import endpoint_error_stats, ncc, registration_metrics
 from bsafusion.model import BSAFusion
 from bsafusion.ops.filters import gradient_l1
@@ -286,7 +286,7 @@ class Trainer:
         grad = gradient_l1(val.moving)[:, 0]
         edges = grad >= grad.flatten(1).quantile(0.9, dim=1).view(-1, 1, 1)
         self.identity_epe = float(flow_gt.norm(dim=1).mean())
-        head = val.moving[:, 0] > FOREGROUND  # where evaluate scores the end-point error
+        head = head_mask(val.moving)[:, 0]  # where evaluate scores the end-point error
         zero = torch.zeros_like(flow_gt)
         self.identity_epe_edge = float(endpoint_error_stats(zero, flow_gt, edges)[0].mean())
         self.identity_epe_head = float(endpoint_error_stats(zero, flow_gt, head)[0].mean())
