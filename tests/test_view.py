@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -182,7 +183,10 @@ def test_500_pairs_open_at_once_with_lazy_thumbnails(browser, tmp_path, artifact
 def test_serve_over_loopback_and_stop(outputs, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bsafusion", "view", str(outputs / "demo"),
                              "-o", str(tmp_path / "page"), "--serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job (`... &`) ignores SIGINT, and a child
+                            # inherits that: give the server Ctrl-C back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = None
         for line in proc.stdout:
@@ -196,7 +200,7 @@ def test_serve_over_loopback_and_stop(outputs, tmp_path):
         with urllib.request.urlopen(url + "pairs/0000/aligned.png", timeout=10) as png:
             assert Image.open(io.BytesIO(png.read())).size == (256, 256)
     finally:
-        proc.send_signal(2)  # Ctrl-C
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out
