@@ -201,7 +201,12 @@ def test_serve_over_loopback_and_stop(outputs, tmp_path):
             assert Image.open(io.BytesIO(png.read())).size == (256, 256)
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # a failing run leaves no server behind
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err
     assert "stopped" in out
 

@@ -22,7 +22,6 @@ from bsafusion.ops.filters import gradient_l1, ssim_map
 
 __all__ = [
     "FOREGROUND",
-    "head_mask",
     "LEVEL_WEIGHTS",
     "LOSS_TERMS",
     "PLOTTED_TERMS",
@@ -30,6 +29,7 @@ __all__ = [
     "classification_loss",
     "endpoint_loss",
     "fusion_loss",
+    "head_mask",
     "registration_loss",
     "smoothness",
     "smoothness_loss",
@@ -45,7 +45,6 @@ LOSS_TERMS = ("total", "cls", "tr", "reg", "smooth", "fus", "ssim_a", "ssim_b", 
 PLOTTED_TERMS = ("total", "reg", "fus", "smooth", "cls", "tr")  # the loss curve's
 
 
-
 def head_mask(image: Tensor) -> Tensor:
     """Where an undeformed moving image shows the head: more than :data:`FOREGROUND` above
     its own black level (0 for grey CT; 16/255 for BT.601 Y of PET/SPECT, §7).
@@ -56,6 +55,7 @@ def head_mask(image: Tensor) -> Tensor:
         (B, 1, H, W) bool.
     """
     return image > image.amin(dim=(-2, -1), keepdim=True) + FOREGROUND
+
 
 def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
     """``1 - mean SSIM`` over the batch (11x11 Gaussian window, sigma 1.5; scalar)."""
