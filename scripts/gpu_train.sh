@@ -7,7 +7,7 @@
 # .cache/aanlib/<PAIR>-MRI/ (copy it there and `carry` .cache/aanlib), trains into
 # .cache/runs/<pair>/ for at most $BUDGET_S seconds (default 480, under the tool's 10-minute
 # limit), resuming bit-exactly if a run is already there, then exports fp16 inference weights
-# (best on val if validated, else last) and copies them with config.json, log.csv and loss.png
+# (best on val if validated, else last; WHICH=last forces the last) and copies them with config.json, log.csv and loss.png
 # to $OUT (default: the run folder's out/). A fresh run fits its cosine schedule into
 # BUDGET_S - FIT_MARGIN_S seconds (default margin 60 s for start-up and export) unless
 # --time-budget is given; call the script again on the same warm machine to continue a run.
@@ -26,8 +26,8 @@ timeout --signal=INT "$budget" python -m bsafusion train --pair "$pair" \
   --data "${DATA:-.cache/aanlib}" --out "$run" --no-progress "${start[@]}" "$@" || status=$?
 echo "train exit status: $status (124 = stopped by the time budget; resume with the same command)"
 [ -f "$run/last.pt" ] || { echo "no checkpoint written yet" >&2; exit 1; }
-which=last
-[ -f "$run/best.pt" ] && which=best
+which=${WHICH:-}
+if [ -z "$which" ]; then which=last; [ -f "$run/best.pt" ] && which=best; fi
 python -m bsafusion export "$run" "$out/$pair.safetensors" --fp16 --which "$which" --overwrite
 for f in config.json log.csv loss.png; do
   if [ -f "$run/$f" ]; then cp "$run/$f" "$out/"; fi
