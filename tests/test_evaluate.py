@@ -45,7 +45,7 @@ def run(tmp_path_factory, aanlib_dir):
 
 def test_cli_writes_the_four_outputs(run):
     _, out, proc = run
-    assert "bundled `ct` weights (interim CPU weights" in proc.stdout  # labelled as interim
+    assert "bundled `ct` weights (interim weights" in proc.stdout  # labelled as interim
     for name in ("metrics.csv", "summary.md", "index.html"):
         assert (out / name).is_file()
     assert len(list(out.glob("panel_best_*.png"))) == 1
@@ -71,7 +71,7 @@ def test_metrics_csv_has_one_row_per_pair_and_method(run):
 def test_summary_reads_like_a_paper_table(run):
     _, out, _ = run
     text = (out / "summary.md").read_text()
-    assert "interim CPU weights" in text and "seed 0" in text and "machine" in text
+    assert "interim weights" in text and "seed 0" in text and "machine" in text
     assert "0.504" in text  # the colour convention is stated
     table = [line for line in text.splitlines() if line.startswith("| identity-avg")]
     assert table and "±" in table[0]

@@ -50,8 +50,8 @@ def test_gpu_all_script_packs_runs_into_returnable_pieces(tmp_path, aanlib_dir):
                   "--val-every 1 --model-config " + json.dumps(TINY).replace(" ", ""))
     env = {**os.environ, "OUT": str(out), "DATA": str(aanlib_dir), "OMP_NUM_THREADS": "1",
            "BUDGET_S": "120", "CUDA_VISIBLE_DEVICES": "", "BENCH": "0",
-           "TRAIN_ARGS": train_args}
-    proc = subprocess.run(["bash", "scripts/gpu_all.sh", "ct", "pet"], cwd=work, env=env,
+           "TRAIN_ARGS": train_args, "ARGS_ct_b": "--lr 1e-4"}  # NAME=PAIR: a second CT run
+    proc = subprocess.run(["bash", "scripts/gpu_all.sh", "ct", "ct_b=ct"], cwd=work, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     parts = sorted(out.glob("out.tgz.part-*"))
@@ -61,7 +61,11 @@ def test_gpu_all_script_packs_runs_into_returnable_pieces(tmp_path, aanlib_dir):
     cat = subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {unpacked}", shell=True,
                          capture_output=True, text=True)
     assert cat.returncode == 0, cat.stderr
-    for pair in ("ct", "pet"):
-        folder = unpacked / ".cache" / "out" / pair
+    lrs = {}
+    for run in ("ct", "ct_b"):
+        folder = unpacked / ".cache" / "out" / run
         assert {"config.json", "log.csv"} <= {p.name for p in folder.iterdir()}
-        assert BSAFusion.from_pretrained(folder / f"{pair}.safetensors").config.embed_dim == 32
+        assert BSAFusion.from_pretrained(folder / "ct.safetensors").config.embed_dim == 32
+        lrs[run] = json.loads((folder / "config.json").read_text())["lr"]
+        assert f"== .cache/out/{run}/log.csv" in proc.stdout  # its validated epochs printed
+    assert lrs == {"ct": 5e-5, "ct_b": 1e-4}  # ARGS_ct_b reached only the run ct_b
