@@ -7,10 +7,11 @@
 # .cache/aanlib/<PAIR>-MRI/ (copy it there and `carry` .cache/aanlib), trains into
 # .cache/runs/<pair>/ for at most $BUDGET_S seconds (default 480, under the tool's 10-minute
 # limit), resuming bit-exactly if a run is already there, then exports fp16 inference weights
-# (best on val if validated, else last; WHICH=last forces the last) and copies them with config.json, log.csv and loss.png
-# to $OUT (default: the run folder's out/). A fresh run fits its cosine schedule into
-# BUDGET_S - FIT_MARGIN_S seconds (default margin 60 s for start-up and export) unless
-# --time-budget is given; call the script again on the same warm machine to continue a run.
+# (best on val if validated, else last; WHICH=last forces the last) and copies them with
+# config.json, log.csv and loss.png to $OUT (default: the run folder's out/). A fresh run
+# fits its cosine schedule into BUDGET_S - FIT_MARGIN_S seconds (default margin 60 s for
+# start-up and export) unless --time-budget is given; call the script again on the same warm
+# machine to continue a run.
 set -euo pipefail
 pair=${1:?usage: scripts/gpu_train.sh ct|pet|spect [train options...]}
 shift

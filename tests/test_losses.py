@@ -178,7 +178,7 @@ def test_endpoint_loss_hand_value():
 def test_epe_region_head_counts_only_the_moving_images_head():
     out = _fake_output()
     fixed, label = torch.rand(2, 1, 32, 32), torch.zeros(2, 1, 32, 32)
-    label[..., :8, :] = 0.5  # the "head": a quarter of the image, label > FOREGROUND
+    label[..., :8, :] = 0.5  # the "head": a quarter of the image (head_mask)
     gt = out.flow.clone()
     gt[..., 8:, :] += torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # wrong off the head only
     every = BSAFusionLoss(epe_region="all")(out, fixed, label, flow_gt=gt)["epe"]
