@@ -239,6 +239,8 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 FUSION_TARGETS = ("aligned", "label")  # see bsafusion.losses.BSAFusionLoss
 EPE_REGIONS = ("all", "head")  # ditto
+# TrainConfig.freeze
+FREEZABLE = ("encoder", "classifier", "transfer", "pyramid", "bsfa", "decoder")
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,10 @@ class TrainConfig:
             :class:`bsafusion.losses.BSAFusionLoss`).
         reg_first_epochs: the first K epochs train registration only (``L_reg + L_smooth +
             epe_weight * L_epe``, the fusion decoder skipped); then the full loss.
+        freeze: parts of the network kept fixed (ours; names in :data:`FREEZABLE`,
+            ``transfer`` = both transfer stacks). With ``encoder classifier decoder`` and a
+            registration-only run, only the registration path (transfer stacks, pyramid,
+            BSFA) learns, so the fused image changes only through the flow.
         synth_fixed_epochs: modality curriculum: over the first K epochs the fixed image of
             each sample is, with a probability falling linearly from ``synth_fixed_start``
             to 0, the undeformed moving image or a random contrast of it instead of the MRI
@@ -313,6 +319,7 @@ class TrainConfig:
     epe_weight: float = 0.0
     epe_region: str = "all"
     reg_first_epochs: int = 0
+    freeze: tuple[str, ...] = ()
     synth_fixed_epochs: int = 0
     synth_fixed_start: float = 1.0
     warmup_epochs: int = 0
@@ -330,6 +337,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "pair", get_pair(self.pair, "pair").name)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        for part in self.freeze:
+            if part not in FREEZABLE:
+                raise ConfigError("freeze", f"{part!r} is not one of {', '.join(FREEZABLE)}")
         for name in ("num_epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(name, "must be >= 1")
@@ -374,7 +385,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["betas"] = list(self.betas)
+        out["betas"], out["freeze"] = list(self.betas), list(self.freeze)
         for name in ("train_deform", "val_deform", "model"):
             out[name] = out[name].to_dict()
         return out

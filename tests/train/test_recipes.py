@@ -52,15 +52,20 @@ def test_cli_fast_recipe_then_init_at_another_size(aanlib_dir, tmp_path, capsys)
     assert config["model"]["reg_pyramid"] == "joint" and config["model"]["embed_dim"] == 32
     # --init: the network and its config are the checkpoint's; the schedule is new
     assert main(["train", *common, "--init", str(first), "--image-size", "48", "-o",
-                 str(second), "--epe-region", "head"]) == 0
+                 str(second), "--epe-region", "head", "--reg-first-epochs", "5",
+                 "--freeze", "encoder", "classifier", "decoder"]) == 0
     config = json.loads((second / "config.json").read_text())
     assert config["model"]["embed_dim"] == 32 and config["model"]["reg_pyramid"] == "joint"
     assert config["epe_region"] == "head"
+    assert config["freeze"] == ["encoder", "classifier", "decoder"]
     assert config["image_size"] == 48 and config["init_weights"] == str(first)
     trainer = Trainer(recipe_config("paper", **{**config, "model": ModelConfig.from_dict(
         config["model"])}), init_distributed("cpu"), progress=False)
     start = load_checkpoint(first / "best.pt")["model"]
     assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
+    trained = load_checkpoint(second / "last.pt")["model"]  # --freeze: only registration moved
+    moved = {k.split(".")[0] for k, v in trained.items() if not torch.equal(v, start[k])}
+    assert "bsfa" in moved and not moved & {"encoder", "classifier", "decoder"}, moved
     capsys.readouterr()
     # a network that the weights do not fit: one line naming --init
     assert main(["train", *common, "--init", str(first), "-o", str(tmp_path / "c"),

@@ -12,7 +12,7 @@ from bsafusion.cli.common import (
     multiple_of_16,
     resolve_device,
 )
-from bsafusion.config import EPE_REGIONS, FUSION_TARGETS, TrainConfig
+from bsafusion.config import EPE_REGIONS, FREEZABLE, FUSION_TARGETS, TrainConfig
 from bsafusion.recipes import RECIPES
 
 
@@ -66,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "images show the displacement, as evaluate scores it)", "epe_region"))
     p.add_argument("--reg-first-epochs", type=int, help=_by_recipe(
         "train registration only for the first K epochs", "reg_first_epochs"))
+    p.add_argument("--freeze", nargs="+", choices=FREEZABLE, metavar="PART", help=_by_recipe(
+        f"keep these parts of the network fixed ({', '.join(FREEZABLE)}); e.g. 'encoder "
+        "classifier decoder' with registration-only epochs trains the registration path "
+        "alone", "freeze"))
     p.add_argument("--synth-fixed-epochs", type=int, help=_by_recipe(
         "modality curriculum over the first K epochs: the fixed image is a random contrast "
         "of the moving one with a probability falling to 0", "synth_fixed_epochs"))
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out, num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
         flow_head_lr_scale=args.flow_head_lr_scale, fusion_target=args.fusion_target,
         epe_weight=args.epe_weight, epe_region=args.epe_region,
-        reg_first_epochs=args.reg_first_epochs,
+        reg_first_epochs=args.reg_first_epochs, freeze=args.freeze,
         synth_fixed_epochs=args.synth_fixed_epochs, warmup_epochs=args.warmup_epochs,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
         stop_after=args.stop_after, time_budget_s=args.time_budget, seed=args.seed,

@@ -14,9 +14,19 @@ from bsafusion.data.synth import synthetic_fixed
 from bsafusion.losses import LOSS_TERMS, BSAFusionLoss
 from bsafusion.model import BSAFusion
 
-__all__ = ["TERMS", "bf16_autocast", "param_groups", "training_step"]
+__all__ = ["TERMS", "bf16_autocast", "freeze_parts", "param_groups", "training_step"]
 
 TERMS = LOSS_TERMS  # named in bsafusion.losses
+
+
+def freeze_parts(model: BSAFusion, parts: tuple[str, ...]) -> None:
+    """Keep ``parts`` (names of :data:`bsafusion.config.FREEZABLE`) fixed: no gradients, so
+    they are left out of :func:`param_groups`."""
+    for part in parts:
+        for name in (("transfer_a", "transfer_b") if part == "transfer" else (part,)):
+            module = getattr(model, name)
+            if module is not None:  # no pyramid in the faithful network
+                module.requires_grad_(False)
 
 
 def param_groups(model: BSAFusion, config: TrainConfig) -> list[dict]:

@@ -42,7 +42,13 @@ from bsafusion.train.distributed import (
     teardown,
 )
 from bsafusion.train.monitor import RunMonitor
-from bsafusion.train.step import TERMS, bf16_autocast, param_groups, training_step
+from bsafusion.train.step import (
+    TERMS,
+    bf16_autocast,
+    freeze_parts,
+    param_groups,
+    training_step,
+)
 
 __all__ = ["TrainResult", "Trainer", "train"]
 
@@ -95,6 +101,7 @@ class Trainer:
         self.model = BSAFusion(cfg.model).to(self.device).train()
         if cfg.init_weights and state is None:
             self._init_from(cfg.init_weights)
+        freeze_parts(self.model, cfg.freeze)
         self.optimizer = torch.optim.Adam(param_groups(self.model, cfg), lr=cfg.lr,
                                           betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
