@@ -116,9 +116,7 @@ class ModelConfig:
             raise ConfigError("num_heads", f"must divide embed_dim={self.embed_dim}")
         if isinstance(self.reg_pyramid, bool):  # runs of 2026-12-03 stored a bool
             object.__setattr__(self, "reg_pyramid", "siamese" if self.reg_pyramid else "none")
-        if self.reg_pyramid not in REG_PYRAMIDS:
-            raise ConfigError("reg_pyramid", f"{self.reg_pyramid!r} is not one of "
-                                             f"{', '.join(REG_PYRAMIDS)}")
+        _check_choice("reg_pyramid", self.reg_pyramid, REG_PYRAMIDS)
         if self.reg_correlation < 0 or (self.reg_correlation and self.reg_pyramid != "siamese"):
             raise ConfigError("reg_correlation", "needs reg_pyramid='siamese' and a radius >= 0")
         if self.patch_size != 16:
@@ -227,6 +225,12 @@ class DeformConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeformConfig:
         return cls(**_known_fields(cls, data))
+
+
+def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` on ``field`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(field, f"{value!r} is not one of {', '.join(choices)}")
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -339,8 +343,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "freeze", tuple(self.freeze))
         for part in self.freeze:
-            if part not in FREEZABLE:
-                raise ConfigError("freeze", f"{part!r} is not one of {', '.join(FREEZABLE)}")
+            _check_choice("freeze", part, FREEZABLE)
         for name in ("num_epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(name, "must be >= 1")
@@ -358,12 +361,8 @@ class TrainConfig:
             raise ConfigError("checkpoint_every", "must be >= 0")
         if not 0.0 <= self.synth_fixed_start <= 1.0:
             raise ConfigError("synth_fixed_start", "must be in [0, 1]")
-        if self.fusion_target not in FUSION_TARGETS:
-            raise ConfigError("fusion_target", f"{self.fusion_target!r} is not one of "
-                                               f"{', '.join(FUSION_TARGETS)}")
-        if self.epe_region not in EPE_REGIONS:
-            raise ConfigError("epe_region", f"{self.epe_region!r} is not one of "
-                                            f"{', '.join(EPE_REGIONS)}")
+        _check_choice("fusion_target", self.fusion_target, FUSION_TARGETS)
+        _check_choice("epe_region", self.epe_region, EPE_REGIONS)
         if self.image_size is not None and (self.image_size < 16 or self.image_size % 16):
             raise ConfigError("image_size", "must be a positive multiple of 16")
         for name, cls in (("train_deform", DeformConfig), ("val_deform", DeformConfig),
