@@ -11,6 +11,7 @@ import torch
 from bsafusion.losses import (
     LEVEL_WEIGHTS,
     BSAFusionLoss,
+    affine_error_loss,
     classification_loss,
     endpoint_loss,
     fusion_loss,
@@ -175,6 +176,27 @@ def test_endpoint_loss_hand_value():
     assert float(endpoint_loss(flow, gt, torch.zeros_like(mask))) == 0.0
 
 
+def test_affine_error_is_the_error_fields_shift_scale_and_shear_part():
+    gt = torch.randn(2, 2, 5, 5)
+    shifted = gt + torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # a common offset: all of it
+    assert float(affine_error_loss(shifted, gt)) == pytest.approx(5.0, rel=1e-5)
+    # an x-scaling error u = 2x on x = -1, -0.5, 0, 0.5, 1: mean |u| = 2 * 0.6 = 1.2 px
+    scaled = gt.clone()
+    scaled[:, 0] += 2 * torch.linspace(-1, 1, 5)
+    assert float(affine_error_loss(scaled, gt)) == pytest.approx(1.2, rel=1e-5)
+    # a zero-mean checkerboard error has no affine part, though its end-point error is 1
+    checker = (torch.arange(5).view(-1, 1) + torch.arange(5)) % 2 * 2.0 - 1.0
+    mask = torch.zeros(2, 1, 5, 5, dtype=torch.bool)
+    mask[..., :4, :4] = True  # 8 pixels of +1 and 8 of -1
+    noisy = gt + checker.expand(2, 2, 5, 5)
+    assert float(endpoint_loss(noisy, gt, mask)) == pytest.approx(math.sqrt(2), rel=1e-5)
+    assert float(affine_error_loss(noisy, gt, mask)) == pytest.approx(0.0, abs=1e-5)
+    # the fit counts only the mask: the same offset off the mask does not show
+    assert float(affine_error_loss(shifted * ~mask + gt * mask, gt, mask)) == pytest.approx(
+        0.0, abs=1e-5)
+    assert float(affine_error_loss(shifted, gt, torch.zeros_like(mask))) == 0.0
+
+
 def test_epe_region_head_counts_only_the_moving_images_head():
     out = _fake_output()
     fixed, label = torch.rand(2, 1, 32, 32), torch.zeros(2, 1, 32, 32)
@@ -196,7 +218,10 @@ def test_epe_weight_adds_to_total_and_registration_only_stage():
     plain = BSAFusionLoss()(out, fixed, label, flow_gt=gt)
     weighted = BSAFusionLoss(epe_weight=0.5)(out, fixed, label, flow_gt=gt)
     assert float(plain["epe"]) == pytest.approx(5.0, rel=1e-5)
+    assert float(plain["epe_affine"]) == pytest.approx(5.0, rel=1e-5)  # logged, weight 0
     torch.testing.assert_close(weighted["total"], plain["total"] + 2.5)
+    both = BSAFusionLoss(epe_weight=0.5, affine_weight=2.0)(out, fixed, label, flow_gt=gt)
+    torch.testing.assert_close(both["total"], plain["total"] + 2.5 + 10.0)
     reg_only = BSAFusionLoss(epe_weight=0.5)(SimpleNamespace(**{**vars(out), "fused": None}),
                                             fixed, label, flow_gt=gt)
     torch.testing.assert_close(reg_only["total"],

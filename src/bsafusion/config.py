@@ -73,6 +73,8 @@ class ModelConfig:
         reg_correlation: ours: with the siamese pyramid, the radius of a local correlation
             (cost volume) of the two sides' pyramid features fed to BSFA's levels 2-5;
             0 = none.
+        reg_affine: ours: compose BSFA's flow with a global affine correction predicted from
+            both images' F^s (:mod:`bsafusion.model.affine`); False for release checkpoints.
         token_order: §8.2 quirk switch.
         feature_warp: §8.3 quirk switch.
         color: §8.5 quirk switch (used by the colour path, not by the network).
@@ -92,6 +94,7 @@ class ModelConfig:
     flow_init_std: float = 1e-5
     reg_pyramid: str = "none"
     reg_correlation: int = 0
+    reg_affine: bool = False
     token_order: TokenOrder = TokenOrder.CLEAN
     feature_warp: FeatureWarp = FeatureWarp.EXACT
     color: ColorConvention = ColorConvention.BT601
@@ -244,7 +247,7 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 FUSION_TARGETS = ("aligned", "label")  # see bsafusion.losses.BSAFusionLoss
 EPE_REGIONS = ("all", "head")  # ditto
 # TrainConfig.freeze
-FREEZABLE = ("encoder", "classifier", "transfer", "pyramid", "bsfa", "decoder")
+FREEZABLE = ("encoder", "classifier", "transfer", "pyramid", "bsfa", "decoder", "affine")
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ class TrainConfig:
             field (ours, issue 14; 0 = the paper).
         epe_region: ``"all"`` pixels or the ``"head"`` only (see
             :class:`bsafusion.losses.BSAFusionLoss`).
+        affine_weight: weight of a supervised term on the affine part of the flow's error
+            (:func:`bsafusion.losses.affine_error_loss`, same region; ours, 0 = none).
         reg_first_epochs: the first K epochs train registration only (``L_reg + L_smooth +
             epe_weight * L_epe``, the fusion decoder skipped); then the full loss.
         freeze: parts of the network kept fixed (ours; names in :data:`FREEZABLE`,
@@ -322,6 +327,7 @@ class TrainConfig:
     fusion_target: str = "aligned"
     epe_weight: float = 0.0
     epe_region: str = "all"
+    affine_weight: float = 0.0
     reg_first_epochs: int = 0
     freeze: tuple[str, ...] = ()
     synth_fixed_epochs: int = 0
@@ -350,7 +356,8 @@ class TrainConfig:
         if self.lr <= 0 or not 0 < self.lr_min_ratio <= 1 or self.flow_head_lr_scale <= 0:
             raise ConfigError("lr", "lr and flow_head_lr_scale must be > 0 and lr_min_ratio "
                                     "in (0, 1]")
-        for name in ("epe_weight", "reg_first_epochs", "synth_fixed_epochs", "warmup_epochs"):
+        for name in ("epe_weight", "affine_weight", "reg_first_epochs", "synth_fixed_epochs",
+                     "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, "must be >= 0")
         for name in ("time_budget_s", "stop_after", "max_train_pairs"):

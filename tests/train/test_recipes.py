@@ -52,11 +52,12 @@ def test_cli_fast_recipe_then_init_at_another_size(aanlib_dir, tmp_path, capsys)
     assert config["model"]["reg_pyramid"] == "joint" and config["model"]["embed_dim"] == 32
     # --init: the network and its config are the checkpoint's; the schedule is new
     assert main(["train", *common, "--init", str(first), "--image-size", "48", "-o",
-                 str(second), "--epe-region", "head", "--reg-first-epochs", "5",
+                 str(second), "--epe-region", "head", "--affine-weight", "2",
+                 "--reg-first-epochs", "5",
                  "--freeze", "encoder", "classifier", "decoder"]) == 0
     config = json.loads((second / "config.json").read_text())
     assert config["model"]["embed_dim"] == 32 and config["model"]["reg_pyramid"] == "joint"
-    assert config["epe_region"] == "head"
+    assert config["epe_region"] == "head" and config["affine_weight"] == 2.0
     assert config["freeze"] == ["encoder", "classifier", "decoder"]
     assert config["image_size"] == 48 and config["init_weights"] == str(first)
     trainer = Trainer(recipe_config("paper", **{**config, "model": ModelConfig.from_dict(
@@ -66,6 +67,16 @@ def test_cli_fast_recipe_then_init_at_another_size(aanlib_dir, tmp_path, capsys)
     trained = load_checkpoint(second / "last.pt")["model"]  # --freeze: only registration moved
     moved = {k.split(".")[0] for k, v in trained.items() if not torch.equal(v, start[k])}
     assert "bsfa" in moved and not moved & {"encoder", "classifier", "decoder"}, moved
+    # weights without the affine head start a network with one (head at the identity)
+    third = tmp_path / "affine"
+    assert main(["train", *common, "--init", str(first), "-o", str(third), "--image-size",
+                 "32", "--reg-first-epochs", "5", "--model-config", '{"reg_affine": true}',
+                 "--freeze", "encoder", "classifier", "transfer", "pyramid", "bsfa",
+                 "decoder"]) == 0
+    trained = load_checkpoint(third / "last.pt")["model"]
+    assert {k.split(".")[0] for k in set(trained) - set(start)} == {"affine"}
+    assert trained["affine.votes.weight"].abs().sum() > 0  # it trained, from zero
+    assert all(torch.equal(v, trained[k]) for k, v in start.items())  # all else frozen
     capsys.readouterr()
     # a network that the weights do not fit: one line naming --init
     assert main(["train", *common, "--init", str(first), "-o", str(tmp_path / "c"),

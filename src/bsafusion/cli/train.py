@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epe-region", choices=EPE_REGIONS, help=_by_recipe(
         "where the end-point-error term counts: all pixels, or the head only (where the "
         "images show the displacement, as evaluate scores it)", "epe_region"))
+    p.add_argument("--affine-weight", type=float, help=_by_recipe(
+        "weight of a supervised term on the affine part (global shift, scale, shear) of the "
+        "flow's error, same region as --epe-region (0: none)", "affine_weight"))
     p.add_argument("--reg-first-epochs", type=int, help=_by_recipe(
         "train registration only for the first K epochs", "reg_first_epochs"))
     p.add_argument("--freeze", nargs="+", choices=FREEZABLE, metavar="PART", help=_by_recipe(
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out, num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
         flow_head_lr_scale=args.flow_head_lr_scale, fusion_target=args.fusion_target,
         epe_weight=args.epe_weight, epe_region=args.epe_region,
+        affine_weight=args.affine_weight,
         reg_first_epochs=args.reg_first_epochs, freeze=args.freeze,
         synth_fixed_epochs=args.synth_fixed_epochs, warmup_epochs=args.warmup_epochs,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from bsafusion import compat
 from bsafusion.config import FeatureWarp, ModelConfig
 from bsafusion.errors import WeightsError
+from bsafusion.model.affine import GlobalAffine
 from bsafusion.model.bsfa import BSFA
 from bsafusion.model.encoder import Encoder
 from bsafusion.model.mdffr import (
@@ -40,7 +41,8 @@ class BSAFusionOutput(NamedTuple):
     channel 0 = x (columns), 1 = y (rows). Level lists are 0-based, coarse to fine.
     """
 
-    flow: Tensor  # (B, 2, H, W) flow_ab = flow_b - flow_a; samples the moving image
+    flow: Tensor  # (B, 2, H, W) flow_ab = flow_b - flow_a (then the affine correction, if
+    #               any); samples the moving image
     aligned: Tensor  # (B, 1, H, W) warp(moving, flow)
     fused: Tensor | None  # (B, 1, H, W) in (0, 1); None when called with_fusion=False
     flow_a: Tensor  # (B, 2, H, W) integrated flow of side A
@@ -98,6 +100,8 @@ class BSAFusion(nn.Module):
         self.pyramid = (FeaturePyramid(cfg.shallow_channels * (2 if joint else 1),
                                        cfg.reg_channels[1:])
                         if cfg.reg_pyramid != "none" else None)
+        # ours, off for release checkpoints: a global affine correction of the flow
+        self.affine = GlobalAffine(cfg.shallow_channels) if cfg.reg_affine else None
         self.decoder = FusionDecoder(token_dim=dim, shallow_channels=cfg.shallow_channels,
                                      widths=cfg.fusion_channels, warp_fn=self.warp_fn)
         self.init_weights()
@@ -109,6 +113,8 @@ class BSAFusion(nn.Module):
                       self.transfer_a.token, self.transfer_b.token):
             nn.init.trunc_normal_(param, std=0.02)
         self.bsfa.init_weights()
+        if self.affine is not None:
+            self.affine.init_weights()
         self.refresh_discriminator()
 
     @torch.no_grad()
@@ -155,6 +161,9 @@ class BSAFusion(nn.Module):
         flow_a = integrate_flows(flows_a, (size["H"], size["W"]))
         flow_b = integrate_flows(flows_b, (size["H"], size["W"]))
         flow = flow_b - flow_a  # path independence: A -> middle <- B
+        if self.affine is not None:  # compose: flow'(p) = r(p) + flow(p + r(p))
+            correction = self.affine(shallow_a, self.warp_fn(shallow_b, flow))
+            flow = correction + self.warp_fn(flow, correction)
         fused = self.decoder(shallow_a, shallow_b, tokens_to_map(tokens_a, grid),
                              tokens_to_map(tokens_b, grid), flow) if with_fusion else None
         if self.training if return_transfer_logits is None else return_transfer_logits:

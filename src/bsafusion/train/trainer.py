@@ -108,7 +108,8 @@ class Trainer:
             self.optimizer, T_max=cfg.num_epochs, eta_min=cfg.lr * cfg.lr_min_ratio)
         self.criterion = BSAFusionLoss(fusion_target=cfg.fusion_target,
                                        epe_weight=cfg.epe_weight,
-                                       epe_region=cfg.epe_region)
+                                       epe_region=cfg.epe_region,
+                                       affine_weight=cfg.affine_weight)
         self.generator = torch.Generator(device=self.device).manual_seed(
             cfg.seed * 1_000_003 + dist.rank)
         self.epoch, self.p, self.best_metric, self.best_epoch = 0, 1.0, float("inf"), 0
@@ -328,16 +329,24 @@ class Trainer:
             self.monitor.plot(history)
 
     def _init_from(self, source: str) -> None:
-        """Load the network of ``source`` (``init_weights``) into the new model, strictly."""
+        """Load the network of ``source`` (``init_weights``) into the new model, strictly;
+        weights without the affine head (``reg_affine``) may start a network with one, whose
+        head then starts at the identity."""
         weights, config = load_network_state(source)
         ours = self.config.model.to_dict()
+        adding_affine = ours["reg_affine"] and not config.reg_affine
         differ = [f"{k}: {v!r} vs {ours.get(k)!r}" for k, v in config.to_dict().items()
-                  if k != "flow_init_std" and ours.get(k) != v]  # init only: irrelevant here
+                  if k != "flow_init_std" and ours.get(k) != v  # init only: irrelevant here
+                  and not (k == "reg_affine" and adding_affine)]
         if differ:
             raise ConfigError("init_weights", f"{source} holds another network "
                                               f"({'; '.join(differ[:3])})")
+        if adding_affine:  # the head's own keys only, from the new model
+            weights = {**{f"affine.{k}": v for k, v in self.model.affine.state_dict().items()},
+                       **weights}
         self.model.load_state_dict(weights, strict=True)
-        log.info("network initialised from %s", source)
+        log.info("network initialised from %s%s", source,
+                 " (affine head added at the identity)" if adding_affine else "")
 
     def _restore(self, state: dict) -> None:
         """Load model, optimiser, schedule, counters and RNG states from ``state``."""
