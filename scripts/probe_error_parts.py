@@ -23,20 +23,14 @@ from bsafusion.evaluation.testset import load_testset
 from bsafusion.infer.fuser import Fuser
 from bsafusion.losses import head_mask
 from bsafusion.metrics.registration import endpoint_error_stats
-from bsafusion.model.affine import affine_field
+from bsafusion.ops.grid import affine_basis
 
 
 def affine_part(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine fit over ``mask`` of an error field: (1, 2, H, W) px."""
-    h, w = error.shape[-2:]
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    keep = mask.reshape(h, w)
-    basis = torch.stack((torch.ones_like(xs), xs, ys), dim=-1)[keep]  # (n, 3)
-    coef = torch.linalg.lstsq(basis.double(), error[0][:, keep].T.double()).solution.float()
-    # coef rows: 1, x, y; columns: u, v -> (t_x, t_y, a_xx, a_xy, a_yx, a_yy)
-    params = torch.stack((coef[0, 0], coef[0, 1], coef[1, 0], coef[2, 0], coef[1, 1],
-                          coef[2, 1])).view(1, 6)
-    return affine_field(params, h, w)
+    """Least-squares affine fit over ``mask`` (H, W) of an error field (1, 2, H, W): same shape."""
+    basis = affine_basis(*error.shape[-2:])  # (3, H, W)
+    coef = torch.linalg.lstsq(basis[:, mask].T.double(), error[0][:, mask].T.double()).solution
+    return torch.einsum("kc,khw->chw", coef.float(), basis)[None]
 
 
 def main() -> None:

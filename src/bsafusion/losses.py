@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from bsafusion.config import EPE_REGIONS, FUSION_TARGETS
 from bsafusion.ops.filters import gradient_l1, ssim_map
+from bsafusion.ops.grid import affine_basis
 
 __all__ = [
     "FOREGROUND",
@@ -132,10 +133,7 @@ def affine_error_loss(flow: Tensor, flow_gt: Tensor, mask: Tensor | None = None)
     """
     b, _, h, w = flow.shape
     err = (flow - flow_gt).flatten(2)  # (B, 2, N)
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=flow.device, dtype=flow.dtype),
-                            torch.linspace(-1, 1, w, device=flow.device, dtype=flow.dtype),
-                            indexing="ij")
-    basis = torch.stack((torch.ones_like(xs), xs, ys)).flatten(1)  # (3, N)
+    basis = affine_basis(h, w, device=flow.device, dtype=flow.dtype).flatten(1)  # (3, N)
     weight = (mask.to(flow.dtype).reshape(b, 1, -1) if mask is not None
               else flow.new_ones(b, 1, h * w))
     gram = torch.einsum("kn,bn,ln->bkl", basis, weight[:, 0], basis)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bsafusion.ops.grid import affine_basis
+
 __all__ = ["GlobalAffine", "affine_field"]
 
 _SLOPE = 0.01
@@ -33,12 +35,9 @@ def affine_field(params: Tensor, height: int, width: int) -> Tensor:
     Returns:
         (B, 2, H, W) px; channel 0 = x, 1 = y.
     """
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=params.device,
-                                           dtype=params.dtype),
-                            torch.linspace(-1, 1, width, device=params.device,
-                                           dtype=params.dtype), indexing="ij")
-    t, a = params[:, :2, None, None], params[:, 2:].view(-1, 2, 2, 1, 1)
-    return t + a[:, :, 0] * xs + a[:, :, 1] * ys
+    basis = affine_basis(height, width, device=params.device, dtype=params.dtype)
+    coef = params[:, [0, 1, 2, 4, 3, 5]].view(-1, 3, 2)  # rows 1, x, y; columns u, v
+    return torch.einsum("bkc,khw->bchw", coef, basis)
 
 
 class GlobalAffine(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pixel_grid", "pixel_to_normalized", "resize_flow", "upsample2"]
+__all__ = ["affine_basis", "pixel_grid", "pixel_to_normalized", "resize_flow", "upsample2"]
 
 
 def pixel_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> Tensor:
@@ -23,6 +23,17 @@ def pixel_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> 
     xs = torch.arange(width, device=device, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((gx, gy)).unsqueeze(0)
+
+
+def affine_basis(height: int, width: int, *, device=None, dtype=torch.float32) -> Tensor:
+    """The functions ``1, x, y`` over the grid, x and y the pixel centres in [-1, 1] (as
+    :func:`pixel_to_normalized`): a field ``sum_k c_k basis_k`` is affine.
+
+    Returns:
+        (3, H, W).
+    """
+    xy = pixel_to_normalized(pixel_grid(height, width, device=device, dtype=dtype))[0]
+    return torch.cat((torch.ones_like(xy[None, ..., 0]), xy.permute(2, 0, 1)))
 
 
 def pixel_to_normalized(coords: Tensor) -> Tensor:
