@@ -75,3 +75,16 @@ def test_fast_inference_path_keeps_the_head():
     assert float(ref.flow[:, 0].mean()) > 0.5  # the correction (t_x = 0.7) is there
     torch.testing.assert_close(fast.flow, ref.flow, atol=1e-4, rtol=0)
     torch.testing.assert_close(fast.fused, ref.fused, atol=1e-4, rtol=0)
+
+
+def test_no_reverse_field_from_a_network_with_the_head():
+    """BSFA's reverse field (phi_BA) does not undo the affine step, so none is returned."""
+    from bsafusion.infer.procedure import align_and_fuse
+
+    fixed, moving = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        plain = align_and_fuse(BSAFusion(TINY).eval(), fixed, moving, work_size=None)
+        head = align_and_fuse(BSAFusion(dataclasses.replace(TINY, reg_affine=True)).eval(),
+                              fixed, moving, work_size=None)
+    assert plain.reverse is not None and head.reverse is None
+    assert head.flow.shape == (1, 2, 32, 32)

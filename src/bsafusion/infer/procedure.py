@@ -130,8 +130,8 @@ def align_and_fuse(model: BSAFusion, fixed: Tensor, moving: Tensor, *,
             applied before the network and composed into the returned flow.
     Returns:
         :class:`~bsafusion.infer.result.FusionResult` of (B, C, H, W) tensors; ``fused_y`` and
-        ``aligned_y`` for a colour pair; ``reverse`` without ``prealign``;
-        ``meta["work_size"]`` = (h, w) the network ran at.
+        ``aligned_y`` for a colour pair; ``reverse`` without ``prealign`` (and without
+        ``reg_affine``); ``meta["work_size"]`` = (h, w) the network ran at.
     """
     size = (int(fixed.shape[-2]), int(fixed.shape[-1]))
     luma, chroma = to_luma(model, moving)
@@ -139,7 +139,10 @@ def align_and_fuse(model: BSAFusion, fixed: Tensor, moving: Tensor, *,
     net_moving = warp(luma, pre_flow) if pre_flow is not None else luma
     work = work_shape(*size, work_size)
     out = model(resize_image(fixed, work), resize_image(net_moving, work))
-    reverse = out.flow_a - out.flow_b if prealign is None else None  # phi_BA (§3.4)
+    # phi_BA (§3.4); BSFA's alone, so none where a global step (prealign, the affine head)
+    # follows it
+    reverse = (out.flow_a - out.flow_b if prealign is None and not model.config.reg_affine
+               else None)
     if work == size:
         flow, fused_y = out.flow, out.fused
     else:
