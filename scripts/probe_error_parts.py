@@ -3,7 +3,7 @@
 For each pair of a test set (``bsafusion make-testset``; use ``val`` for decisions) it runs
 the network and splits its error ``flow - flow_gt`` over the head: the mean head EPE as is,
 after removing the error's mean over the head (a global shift), and after removing its
-affine part (:func:`bsafusion.losses.affine_error_loss`'s projection: shift, scale, shear);
+affine part (:func:`bsafusion.losses.affine_part`: shift, scale, shear);
 and it fits the slope of the predicted mean displacement over the head on the true one (1 =
 the global shift is recovered, 0 = not at all). The two removals are oracles (they use the
 truth): they bound what a global correction of the flow could gain.
@@ -21,16 +21,8 @@ import torch
 
 from bsafusion.evaluation.testset import load_testset
 from bsafusion.infer.fuser import Fuser
-from bsafusion.losses import head_mask
+from bsafusion.losses import affine_part, head_mask
 from bsafusion.metrics.registration import endpoint_error_stats
-from bsafusion.ops.grid import affine_basis
-
-
-def affine_part(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine fit over ``mask`` (H, W) of an error field (1, 2, H, W): same shape."""
-    basis = affine_basis(*error.shape[-2:])  # (3, H, W)
-    coef = torch.linalg.lstsq(basis[:, mask].T.double(), error[0][:, mask].T.double()).solution
-    return torch.einsum("kc,khw->chw", coef.float(), basis)[None]
 
 
 def main() -> None:
@@ -50,7 +42,7 @@ def main() -> None:
         error = flow - truth
         shift = error[..., keep].mean(dim=-1).view(1, 2, 1, 1)
         rows.append([float(endpoint_error_stats(f, truth, head)[0][0]) for f in (
-            torch.zeros_like(truth), flow, flow - shift, flow - affine_part(error, keep))])
+            torch.zeros_like(truth), flow, flow - shift, flow - affine_part(error, head))])
         predicted.append(flow[..., keep].mean(dim=-1).flatten().numpy())
         true.append(truth[..., keep].mean(dim=-1).flatten().numpy())
     zero, net, no_shift, no_affine = np.mean(rows, axis=0)

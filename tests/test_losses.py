@@ -12,6 +12,7 @@ from bsafusion.losses import (
     LEVEL_WEIGHTS,
     BSAFusionLoss,
     affine_error_loss,
+    affine_part,
     classification_loss,
     endpoint_loss,
     fusion_loss,
@@ -195,6 +196,17 @@ def test_affine_error_is_the_error_fields_shift_scale_and_shear_part():
     assert float(affine_error_loss(shifted * ~mask + gt * mask, gt, mask)) == pytest.approx(
         0.0, abs=1e-5)
     assert float(affine_error_loss(shifted, gt, torch.zeros_like(mask))) == 0.0
+
+
+def test_affine_part_recovers_an_affine_field_and_ignores_pixels_off_the_mask():
+    from bsafusion.model.affine import affine_field
+
+    field = affine_field(torch.tensor([[1.0, -2.0, 0.5, 0.0, 0.25, -1.0]]), 12, 16)
+    mask = torch.zeros(1, 1, 12, 16, dtype=torch.bool)
+    mask[..., 2:9, 3:12] = True
+    noisy = field.clone()
+    noisy[~mask.expand_as(noisy)] += 100.0  # off the mask: not fitted
+    torch.testing.assert_close(affine_part(noisy, mask), field, atol=1e-4, rtol=0)
 
 
 def test_epe_region_head_counts_only_the_moving_images_head():

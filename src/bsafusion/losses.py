@@ -28,6 +28,7 @@ __all__ = [
     "PLOTTED_TERMS",
     "BSAFusionLoss",
     "affine_error_loss",
+    "affine_part",
     "classification_loss",
     "endpoint_loss",
     "fusion_loss",
@@ -116,32 +117,44 @@ def endpoint_loss(flow: Tensor, flow_gt: Tensor, mask: Tensor | None = None) -> 
     return (epe * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def affine_part(error: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The affine part of an error field: its per-sample weighted least-squares fit on
+    ``a + b x + c y`` (x, y in [-1, 1]) over ``mask``.
+
+    Args:
+        error: (B, 2, H, W) px, e.g. ``flow - flow_gt``.
+        mask: optional (B, 1, H, W) bool, the pixels to fit; None: every pixel. An empty
+            mask gives 0.
+    Returns:
+        (B, 2, H, W) px.
+    """
+    b, _, h, w = error.shape
+    basis = affine_basis(h, w, device=error.device, dtype=error.dtype).flatten(1)  # (3, N)
+    weight = (mask.to(error.dtype).reshape(b, -1) if mask is not None
+              else error.new_ones(b, h * w))
+    gram = torch.einsum("kn,bn,ln->bkl", basis, weight, basis)
+    gram = gram + 1e-6 * torch.eye(3, device=error.device, dtype=error.dtype)
+    coef = torch.linalg.solve(gram, torch.einsum("kn,bn,bcn->bkc", basis, weight,
+                                                 error.flatten(2)))
+    return torch.einsum("kn,bkc->bcn", basis, coef).view(b, 2, h, w)
+
+
 def affine_error_loss(flow: Tensor, flow_gt: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean end-point error of the affine part of ``flow - flow_gt`` (ours, issue 14).
 
-    The error field is projected, per sample and by weighted least squares over ``mask``, on
-    ``a + b x + c y`` (x, y in [-1, 1]); the term is the mean norm of that projection over the
-    mask. It is the global shift, scaling and shear the network gets wrong: with the per-pixel
-    :func:`endpoint_loss` alone, whose gradient on a common offset is weak where the per-pixel
-    errors are larger and point every way, the shipped CT weights recovered only half of the
-    mean displacement over the head (slope 0.4-0.6 on val).
+    The error field is projected by :func:`affine_part` over ``mask``; the term is the mean
+    norm of that projection over the mask. It is the global shift, scaling and shear the
+    network gets wrong: with the per-pixel :func:`endpoint_loss` alone, whose gradient on a
+    common offset is weak where the per-pixel errors are larger and point every way, the
+    shipped CT weights recovered only half of the mean displacement over the head (slope
+    0.4-0.6 on val).
 
     Args:
         flow, flow_gt: (B, 2, H, W) px.
         mask: optional (B, 1, H, W) bool, the pixels to fit and average over; None: every
             pixel. An empty mask gives 0.
     """
-    b, _, h, w = flow.shape
-    err = (flow - flow_gt).flatten(2)  # (B, 2, N)
-    basis = affine_basis(h, w, device=flow.device, dtype=flow.dtype).flatten(1)  # (3, N)
-    weight = (mask.to(flow.dtype).reshape(b, 1, -1) if mask is not None
-              else flow.new_ones(b, 1, h * w))
-    gram = torch.einsum("kn,bn,ln->bkl", basis, weight[:, 0], basis)
-    gram = gram + 1e-6 * torch.eye(3, device=flow.device, dtype=flow.dtype)
-    coef = torch.linalg.solve(gram, torch.einsum("kn,bcn->bkc", basis, weight * err))
-    fit = torch.einsum("kn,bkc->bcn", basis, coef)  # (B, 2, N)
-    norm = fit.square().sum(dim=1, keepdim=True).add(1e-12).sqrt()
-    return (norm * weight).sum() / weight.sum().clamp_min(1.0)
+    return endpoint_loss(affine_part(flow - flow_gt, mask), torch.zeros_like(flow), mask)
 
 
 def smoothness(flow: Tensor) -> Tensor:
